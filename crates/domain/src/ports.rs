@@ -1,0 +1,66 @@
+//! Repository ports: what the application needs from storage, in domain terms.
+//! Adapters (SQLite, PostgreSQL, in-memory fakes) implement them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::{
+    Email, NewOrder, NewProduct, NewUser, Order, OrderId, OrderStatus, Product, ProductId,
+    RepositoryError, Session, SessionId, User, UserId,
+};
+
+pub type RepoResult<T> = Result<T, RepositoryError>;
+
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// # Errors
+    /// [`RepositoryError::EmailTaken`] when the email is already registered.
+    async fn insert(&self, user: NewUser, now: DateTime<Utc>) -> RepoResult<User>;
+    async fn find_by_id(&self, id: UserId) -> RepoResult<Option<User>>;
+    async fn find_by_email(&self, email: &Email) -> RepoResult<Option<User>>;
+}
+
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    async fn insert(&self, session: &Session) -> RepoResult<()>;
+    /// The session if it exists, is not revoked and has not expired at `now`.
+    async fn find_active(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<Option<Session>>;
+    async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()>;
+}
+
+#[async_trait]
+pub trait ProductRepository: Send + Sync {
+    async fn list_active(&self) -> RepoResult<Vec<Product>>;
+    /// Active products among `ids`; missing or inactive ones are simply absent.
+    async fn find_active(&self, ids: &[ProductId]) -> RepoResult<Vec<Product>>;
+    /// Makes the catalog exactly `products`: inserts new SKUs, updates known
+    /// ones, and deactivates products that the catalog no longer lists
+    /// (they stay in the database because old orders refer to them).
+    async fn replace_catalog(&self, products: &[NewProduct]) -> RepoResult<()>;
+}
+
+#[async_trait]
+pub trait OrderRepository: Send + Sync {
+    /// Stores a new order in `pending`, numbering it within `day`
+    /// (unique under concurrency).
+    async fn insert(
+        &self,
+        order: NewOrder,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> RepoResult<Order>;
+    async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>>;
+    /// The user's orders, newest first.
+    async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>>;
+    /// Writes the order's state if, and only if, the stored status is still
+    /// `expected`. Two writers racing from the same status cannot both win.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Conflict`] when the stored status was not `expected`.
+    async fn save_state(
+        &self,
+        order: &Order,
+        expected: OrderStatus,
+        now: DateTime<Utc>,
+    ) -> RepoResult<()>;
+}

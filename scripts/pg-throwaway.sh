@@ -173,7 +173,7 @@ EOF
     # The port is picked free but may be taken before postgres binds it:
     # retry a few times on "Address already in use".
     started=
-    for _ in 1 2 3 4 5; do
+    for attempt in 1 2 3 4 5; do
         port=$(_pgt_free_port)
         echo "$port" >"$dir/port"
         logsize=$(stat -c %s "$dir/log")
@@ -187,8 +187,12 @@ EOF
         if ! tail -c "+$((logsize + 1))" "$dir/log" | grep -q 'Address already in use'; then
             break
         fi
-        _pgt_log "port $port was taken, retrying"
-        _pgt_as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >>"$dir/log" 2>&1 || true
+        if [[ -f $dir/data/postmaster.pid ]]; then
+            _pgt_as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >>"$dir/log" 2>&1 || true
+        fi
+        if ((attempt < 5)); then
+            _pgt_log "port $port was taken, retrying"
+        fi
     done
     if [[ -z $started ]]; then
         _pgt_log "could not start PostgreSQL in $dir"

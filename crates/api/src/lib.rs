@@ -1,0 +1,53 @@
+//! The HTTP surface of kessai (see `shared/docs/api-contract.md`): axum
+//! routers per resource, one error type rendered as problem JSON, the auth
+//! extractor and the OpenAPI document. Depends on use cases only, never on
+//! an adapter.
+
+mod error;
+mod extract;
+mod middleware;
+pub mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use application::ports::ReadinessProbe;
+use application::{AuthService, CatalogService, OrderService};
+use axum::Router;
+
+pub use error::ApiError;
+
+/// Largest JSON body accepted on the customer-facing API.
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CookieSettings {
+    /// Adds `Secure` to the `access_token` cookie (`COOKIE_SECURE`).
+    pub secure: bool,
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub orders: OrderService,
+    pub catalog: CatalogService,
+    pub readiness: Arc<dyn ReadinessProbe>,
+    pub cookies: CookieSettings,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::catalog::router())
+        .merge(routes::orders::router());
+    let app = Router::new()
+        .merge(routes::ops::router())
+        .merge(openapi::router())
+        .merge(api)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state);
+    middleware::apply(app)
+}

@@ -1,0 +1,71 @@
+//! Cross-cutting layers: request id, tracing span per request, body limit,
+//! and a last-resort panic handler that still answers problem JSON.
+
+use std::any::Any;
+use std::fmt;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{HeaderName, Request, Response};
+use axum::response::IntoResponse;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::{ApiError, JSON_BODY_LIMIT};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `router` in kessai's standard layers (outermost first: request id,
+/// trace span, response request id, panic guard, body limit).
+pub fn apply(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+    )
+}
+
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    // The matched route, not the raw URI: paths and query strings can carry
+    // values (ids, secrets) that do not belong in every log line.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        user_id = tracing::field::Empty,
+    )
+}
+
+#[derive(Debug)]
+struct HandlerPanicked;
+
+impl fmt::Display for HandlerPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a request handler panicked")
+    }
+}
+
+impl std::error::Error for HandlerPanicked {}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
+    ApiError::internal(&HandlerPanicked).into_response()
+}

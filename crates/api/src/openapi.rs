@@ -1,0 +1,53 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and
+//! a docs page (Scalar; its script loads from a CDN when viewed).
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::routes::{auth, catalog, ops, orders};
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kessai", description = "Payments backend for an online shop (Stripe PaymentIntents)."),
+    paths(
+        auth::register, auth::login, auth::logout, auth::me,
+        catalog::list_products,
+        orders::create_order, orders::list_orders, orders::get_order, orders::cancel_order,
+        ops::healthz, ops::readyz,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Accounts and sessions"),
+        (name = "catalog", description = "Products"),
+        (name = "orders", description = "Orders"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("access_token"))),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(Scalar::with_url("/docs", ApiDoc::openapi()))
+}

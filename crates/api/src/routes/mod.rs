@@ -1,0 +1,4 @@
+pub mod auth;
+pub mod catalog;
+pub mod ops;
+pub mod orders;

@@ -1,0 +1,65 @@
+//! GET /healthz and /readyz.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// 200 while the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = HealthResponse)))]
+pub async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessResponse {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// `ok` or `unreachable`.
+    pub database: &'static str,
+}
+
+/// 200 when the database answers, 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, body = ReadinessResponse),
+        (status = 503, body = ReadinessResponse),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessResponse>) {
+    match state.readiness.check().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(ReadinessResponse {
+                status: "ready",
+                database: "ok",
+            }),
+        ),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ReadinessResponse {
+                    status: "unavailable",
+                    database: "unreachable",
+                }),
+            )
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! In-memory fakes of every port and a [`World`] that wires them into the services.
+
+mod repos;
+mod services;
+
+use std::sync::Arc;
+
+use application::{AuthService, CatalogService, OrderService, UnexpectedError};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::{Currency, Money, RepositoryError};
+
+pub use repos::{InMemoryOrders, InMemoryProducts, InMemorySessions, InMemoryUsers};
+pub use services::{FakeHasher, FakeTokens, SettableClock};
+
+/// What every injected storage failure says, so a test can recognise it.
+pub const INJECTED_FAILURE: &str = "injected storage failure";
+
+/// 2024-11-24T16:00:00Z, i.e. 2024-11-25 01:00 in Japan.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 11, 24, 16, 0, 0).unwrap()
+}
+
+pub fn session_ttl() -> Duration {
+    Duration::hours(12)
+}
+
+/// The flat shipping fee the order service is configured with.
+pub fn shipping_fee() -> Money {
+    yen(800)
+}
+
+pub fn yen(amount: i64) -> Money {
+    Money::new(amount, Currency::Jpy).unwrap()
+}
+
+/// Every fake, shared between the test and the services under test.
+pub struct World {
+    pub users: Arc<InMemoryUsers>,
+    pub sessions: Arc<InMemorySessions>,
+    pub products: Arc<InMemoryProducts>,
+    pub orders: Arc<InMemoryOrders>,
+    pub hasher: Arc<FakeHasher>,
+    pub tokens: Arc<FakeTokens>,
+    pub clock: Arc<SettableClock>,
+}
+
+impl World {
+    /// Empty storage, the clock at [`t0`].
+    pub fn new() -> Self {
+        Self {
+            users: Arc::default(),
+            sessions: Arc::default(),
+            products: Arc::default(),
+            orders: Arc::default(),
+            hasher: Arc::default(),
+            tokens: Arc::default(),
+            clock: Arc::new(SettableClock::at(t0())),
+        }
+    }
+
+    pub fn auth(&self) -> AuthService {
+        AuthService::new(
+            self.users.clone(),
+            self.sessions.clone(),
+            self.hasher.clone(),
+            self.tokens.clone(),
+            self.clock.clone(),
+            session_ttl(),
+        )
+    }
+
+    pub fn order_service(&self) -> OrderService {
+        OrderService::new(
+            self.orders.clone(),
+            self.products.clone(),
+            self.clock.clone(),
+            shipping_fee(),
+        )
+    }
+
+    pub fn catalog(&self) -> CatalogService {
+        CatalogService::new(self.products.clone())
+    }
+}
+
+/// Asserts that `error` carries the storage failure a fake injected.
+#[track_caller]
+pub fn assert_injected(error: &UnexpectedError) {
+    match error.0.downcast_ref::<RepositoryError>() {
+        Some(RepositoryError::Unexpected(source)) => {
+            assert_eq!(source.to_string(), INJECTED_FAILURE);
+        }
+        _ => panic!("expected the injected storage failure, got {error:?}"),
+    }
+}

@@ -1,0 +1,353 @@
+//! In-memory repositories. Each keeps its rows behind a `std::sync::Mutex`
+//! and has a `failing` switch that makes every call fail like a broken database.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::ports::{
+    OrderRepository, ProductRepository, RepoResult, SessionRepository, UserRepository,
+};
+use domain::{
+    Email, Money, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderState,
+    OrderStatus, Product, ProductId, RepositoryError, Session, SessionId, Sku, User, UserId,
+};
+
+use super::INJECTED_FAILURE;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unexpected(message: &str) -> RepositoryError {
+    RepositoryError::unexpected(io::Error::other(message.to_string()))
+}
+
+/// When on, every call of the fake that owns it returns `RepositoryError::Unexpected`.
+#[derive(Debug, Default)]
+pub struct FailSwitch(AtomicBool);
+
+impl FailSwitch {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> RepoResult<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(unexpected(INJECTED_FAILURE))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Default)]
+pub struct InMemoryUsers {
+    users: Mutex<Vec<User>>,
+    pub failing: FailSwitch,
+}
+
+impl InMemoryUsers {
+    pub fn all(&self) -> Vec<User> {
+        lock(&self.users).clone()
+    }
+}
+
+#[async_trait]
+impl UserRepository for InMemoryUsers {
+    async fn insert(&self, user: NewUser, now: DateTime<Utc>) -> RepoResult<User> {
+        self.failing.check()?;
+        let mut users = lock(&self.users);
+        if users.iter().any(|u| u.email == user.email) {
+            return Err(RepositoryError::EmailTaken);
+        }
+        let user = User {
+            id: UserId::new(users.len() as i64 + 1),
+            email: user.email,
+            name: user.name,
+            password_hash: user.password_hash,
+            stripe_customer_id: None,
+            created_at: now,
+        };
+        users.push(user.clone());
+        Ok(user)
+    }
+
+    async fn find_by_id(&self, id: UserId) -> RepoResult<Option<User>> {
+        self.failing.check()?;
+        Ok(lock(&self.users).iter().find(|u| u.id == id).cloned())
+    }
+
+    async fn find_by_email(&self, email: &Email) -> RepoResult<Option<User>> {
+        self.failing.check()?;
+        Ok(lock(&self.users)
+            .iter()
+            .find(|u| &u.email == email)
+            .cloned())
+    }
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    pub session: Session,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct InMemorySessions {
+    sessions: Mutex<HashMap<SessionId, StoredSession>>,
+    pub failing: FailSwitch,
+}
+
+impl InMemorySessions {
+    pub fn get(&self, id: &SessionId) -> Option<StoredSession> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub fn revoked_count(&self) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.revoked_at.is_some())
+            .count()
+    }
+}
+
+#[async_trait]
+impl SessionRepository for InMemorySessions {
+    async fn insert(&self, session: &Session) -> RepoResult<()> {
+        self.failing.check()?;
+        let mut sessions = lock(&self.sessions);
+        if sessions.contains_key(&session.id) {
+            return Err(unexpected("duplicate session id"));
+        }
+        let stored = StoredSession {
+            session: session.clone(),
+            revoked_at: None,
+        };
+        sessions.insert(session.id.clone(), stored);
+        Ok(())
+    }
+
+    async fn find_active(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<Option<Session>> {
+        self.failing.check()?;
+        Ok(lock(&self.sessions)
+            .get(id)
+            .filter(|s| s.revoked_at.is_none() && s.session.expires_at > now)
+            .map(|s| s.session.clone()))
+    }
+
+    async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()> {
+        self.failing.check()?;
+        if let Some(stored) = lock(&self.sessions).get_mut(id) {
+            stored.revoked_at.get_or_insert(now);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- products
+
+#[derive(Default)]
+pub struct InMemoryProducts {
+    products: Mutex<Vec<Product>>,
+    pub failing: FailSwitch,
+}
+
+impl InMemoryProducts {
+    /// Stores a product directly (test set-up) and returns it with its id.
+    pub fn add(&self, sku: &str, name: &str, price: Money, active: bool) -> Product {
+        let mut products = lock(&self.products);
+        let product = Product {
+            id: ProductId::new(products.len() as i64 + 1),
+            sku: Sku::parse(sku).unwrap(),
+            name: name.to_string(),
+            price,
+            active,
+        };
+        products.push(product.clone());
+        product
+    }
+
+    pub fn all(&self) -> Vec<Product> {
+        lock(&self.products).clone()
+    }
+}
+
+#[async_trait]
+impl ProductRepository for InMemoryProducts {
+    async fn list_active(&self) -> RepoResult<Vec<Product>> {
+        self.failing.check()?;
+        Ok(lock(&self.products)
+            .iter()
+            .filter(|p| p.active)
+            .cloned()
+            .collect())
+    }
+
+    async fn find_active(&self, ids: &[ProductId]) -> RepoResult<Vec<Product>> {
+        self.failing.check()?;
+        Ok(lock(&self.products)
+            .iter()
+            .filter(|p| p.active && ids.contains(&p.id))
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_catalog(&self, catalog: &[NewProduct]) -> RepoResult<()> {
+        self.failing.check()?;
+        let mut products = lock(&self.products);
+        for product in products.iter_mut() {
+            product.active = false;
+        }
+        for new in catalog {
+            match products.iter_mut().find(|p| p.sku == new.sku) {
+                Some(existing) => {
+                    existing.name.clone_from(&new.name);
+                    existing.price = new.price;
+                    existing.active = new.active;
+                }
+                None => {
+                    let id = ProductId::new(products.len() as i64 + 1);
+                    products.push(Product {
+                        id,
+                        sku: new.sku.clone(),
+                        name: new.name.clone(),
+                        price: new.price,
+                        active: new.active,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- orders
+
+/// Runs inside `save_state`, before the status check, on the stored order:
+/// stands for another writer that got there first.
+type Interference = Box<dyn FnOnce(&mut Order) + Send>;
+
+#[derive(Default)]
+pub struct InMemoryOrders {
+    orders: Mutex<HashMap<OrderId, Order>>,
+    /// Orders numbered so far per shop day.
+    sequences: Mutex<HashMap<NaiveDate, u32>>,
+    conflicts_to_inject: AtomicUsize,
+    interference: Mutex<Option<Interference>>,
+    save_calls: AtomicUsize,
+    pub failing: FailSwitch,
+}
+
+impl InMemoryOrders {
+    /// Stores an order as it is (test set-up), e.g. one built with `Order::restore`.
+    pub fn put(&self, order: Order) {
+        lock(&self.orders).insert(order.id, order);
+    }
+
+    pub fn get(&self, id: OrderId) -> Option<Order> {
+        lock(&self.orders).get(&id).cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        lock(&self.orders).len()
+    }
+
+    /// The next `n` calls of `save_state` answer `Conflict` without writing.
+    pub fn inject_conflicts(&self, n: usize) {
+        self.conflicts_to_inject.store(n, Ordering::SeqCst);
+    }
+
+    /// Lets "another writer" change the stored order at the start of the next `save_state`.
+    pub fn interfere_before_next_save(&self, change: impl FnOnce(&mut Order) + Send + 'static) {
+        *lock(&self.interference) = Some(Box::new(change));
+    }
+
+    pub fn save_calls(&self) -> usize {
+        self.save_calls.load(Ordering::SeqCst)
+    }
+
+    fn take_injected_conflict(&self) -> bool {
+        self.conflicts_to_inject
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+#[async_trait]
+impl OrderRepository for InMemoryOrders {
+    async fn insert(
+        &self,
+        order: NewOrder,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> RepoResult<Order> {
+        self.failing.check()?;
+        let mut orders = lock(&self.orders);
+        let mut sequences = lock(&self.sequences);
+        let sequence = sequences.entry(day).or_default();
+        *sequence += 1;
+        let number = OrderNumber::new(day, *sequence).map_err(RepositoryError::unexpected)?;
+        let id = OrderId::new(orders.keys().map(|id| id.get()).max().unwrap_or(0) + 1);
+        let state = OrderState::new_pending(order.total.currency());
+        let order = Order::restore(id, number, now, order, state);
+        orders.insert(id, order.clone());
+        Ok(order)
+    }
+
+    async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>> {
+        self.failing.check()?;
+        Ok(self.get(id))
+    }
+
+    async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>> {
+        self.failing.check()?;
+        let mut own: Vec<Order> = lock(&self.orders)
+            .values()
+            .filter(|o| o.is_owned_by(user))
+            .cloned()
+            .collect();
+        own.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id)));
+        Ok(own)
+    }
+
+    async fn save_state(
+        &self,
+        order: &Order,
+        expected: OrderStatus,
+        _now: DateTime<Utc>,
+    ) -> RepoResult<()> {
+        self.failing.check()?;
+        self.save_calls.fetch_add(1, Ordering::SeqCst);
+        let mut orders = lock(&self.orders);
+        let stored = orders
+            .get_mut(&order.id)
+            .ok_or_else(|| unexpected("save_state of an order that was never stored"))?;
+        if let Some(change) = lock(&self.interference).take() {
+            change(stored);
+        }
+        if self.take_injected_conflict() || stored.status() != expected {
+            return Err(RepositoryError::Conflict);
+        }
+        // Only the state is written; what was placed never changes.
+        *stored = Order::restore(
+            stored.id,
+            stored.number.clone(),
+            stored.created_at,
+            stored.placed.clone(),
+            order.state().clone(),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! Storage: one SQL implementation of the repository ports, compiled for
+//! SQLite (the embedded default) and PostgreSQL (production, scale-out).
+
+mod postgres;
+mod repositories;
+mod rows;
+mod sqlite;
+
+use std::sync::Arc;
+
+use application::ports::ReadinessProbe;
+use application::Repositories;
+use async_trait::async_trait;
+use domain::RepositoryError;
+
+use crate::config::DatabaseUrl;
+
+/// Connection pools of one database. On SQLite all writes go through a
+/// single connection (SQLite has one writer anyway, and queueing in the
+/// pool beats `SQLITE_BUSY` retries); reads use a pool of their own.
+/// On PostgreSQL both are the same pool.
+pub struct SqlStore<DB: sqlx::Database> {
+    pub(crate) writer: sqlx::Pool<DB>,
+    pub(crate) reader: sqlx::Pool<DB>,
+}
+
+pub(crate) fn db_error(error: sqlx::Error) -> RepositoryError {
+    RepositoryError::unexpected(error)
+}
+
+/// An open database of either kind.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(Arc<SqlStore<sqlx::Sqlite>>),
+    Postgres(Arc<SqlStore<sqlx::Postgres>>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+}
+
+impl Database {
+    /// Opens (and for SQLite creates) the database. Does not migrate.
+    pub async fn connect(url: &DatabaseUrl, options: PoolOptions) -> anyhow::Result<Self> {
+        match url {
+            DatabaseUrl::Sqlite(url) => {
+                Ok(Self::Sqlite(Arc::new(sqlite::open(url, options).await?)))
+            }
+            DatabaseUrl::Postgres(url) => Ok(Self::Postgres(Arc::new(
+                postgres::open(url, options).await?,
+            ))),
+        }
+    }
+
+    /// Applies the embedded migrations of this backend (safe to run from
+    /// several instances at once: sqlx takes a lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(store) => sqlite::migrate(store).await,
+            Self::Postgres(store) => postgres::migrate(store).await,
+        }
+    }
+
+    pub fn repositories(&self) -> Repositories {
+        match self {
+            Self::Sqlite(s) => Repositories {
+                users: s.clone(),
+                sessions: s.clone(),
+                products: s.clone(),
+                orders: s.clone(),
+            },
+            Self::Postgres(s) => Repositories {
+                users: s.clone(),
+                sessions: s.clone(),
+                products: s.clone(),
+                orders: s.clone(),
+            },
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => {
+                s.reader.close().await;
+                s.writer.close().await;
+            }
+            Self::Postgres(s) => s.writer.close().await,
+        }
+    }
+}
+
+#[async_trait]
+impl ReadinessProbe for Database {
+    async fn check(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(s) => {
+                sqlx::query("SELECT 1").execute(&s.reader).await?;
+            }
+            Self::Postgres(s) => {
+                sqlx::query("SELECT 1").execute(&s.reader).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! PostgreSQL: production and scale-out. Every instance is stateless; this
+//! database is the only shared state, so invariants live in its constraints
+//! and conditional updates.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Postgres;
+
+use super::PoolOptions;
+
+super::repositories::sql_repositories!(Postgres);
+
+pub(super) async fn open(
+    url: &SecretString,
+    options: PoolOptions,
+) -> anyhow::Result<SqlStore<Postgres>> {
+    // The URL may hold a password: errors below never include it.
+    let connect = PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    Ok(SqlStore {
+        writer: pool.clone(),
+        reader: pool,
+    })
+}
+
+pub(super) async fn migrate(store: &SqlStore<Postgres>) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations/postgres")
+        .run(&store.writer)
+        .await
+        .context("PostgreSQL migrations failed")
+}

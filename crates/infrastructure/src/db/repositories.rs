@@ -1,0 +1,389 @@
+//! The repository ports implemented once in SQL that both SQLite and
+//! PostgreSQL accept (`$N` parameters, `ON CONFLICT`, `RETURNING`), then
+//! compiled for each database by [`sql_repositories!`]. Where the two really
+//! differ, each backend module says so.
+
+/// Implements every repository port for `SqlStore<$db>`.
+macro_rules! sql_repositories {
+    ($db:ty) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, NaiveDate, Utc};
+        use domain::ports::{
+            OrderRepository, ProductRepository, RepoResult, SessionRepository, UserRepository,
+        };
+        use domain::{
+            Email, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderStatus,
+            Product, ProductId, RepositoryError, Session, SessionId, User, UserId,
+        };
+
+        use $crate::db::rows::{
+            placeholders, OrderItemRow, OrderRow, ProductRow, SessionRow, UserRow, ORDER_COLUMNS,
+        };
+        use $crate::db::{db_error, SqlStore};
+
+        /// Attempts at numbering an order before giving up; only a counter
+        /// reset by hand can make the first attempt collide.
+        const ORDER_NUMBER_ATTEMPTS: usize = 5;
+
+        #[async_trait]
+        impl UserRepository for SqlStore<$db> {
+            async fn insert(&self, user: NewUser, now: DateTime<Utc>) -> RepoResult<User> {
+                let row = sqlx::query_as::<_, UserRow>(
+                    "INSERT INTO users (email, name, password_hash, created_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     RETURNING id, email, name, password_hash, stripe_customer_id, created_at",
+                )
+                .bind(user.email.as_str())
+                .bind(user.name.as_ref().map(|n| n.as_str()))
+                .bind(user.password_hash.as_str())
+                .bind(now)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => {
+                        RepositoryError::EmailTaken
+                    }
+                    _ => db_error(e),
+                })?;
+                row.try_into()
+            }
+
+            async fn find_by_id(&self, id: UserId) -> RepoResult<Option<User>> {
+                sqlx::query_as::<_, UserRow>(
+                    "SELECT id, email, name, password_hash, stripe_customer_id, created_at \
+                     FROM users WHERE id = $1",
+                )
+                .bind(id.get())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?
+                .map(User::try_from)
+                .transpose()
+            }
+
+            async fn find_by_email(&self, email: &Email) -> RepoResult<Option<User>> {
+                sqlx::query_as::<_, UserRow>(
+                    "SELECT id, email, name, password_hash, stripe_customer_id, created_at \
+                     FROM users WHERE email = $1",
+                )
+                .bind(email.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?
+                .map(User::try_from)
+                .transpose()
+            }
+        }
+
+        #[async_trait]
+        impl SessionRepository for SqlStore<$db> {
+            async fn insert(&self, session: &Session) -> RepoResult<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(session.id.as_str())
+                .bind(session.user_id.get())
+                .bind(session.created_at)
+                .bind(session.expires_at)
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn find_active(
+                &self,
+                id: &SessionId,
+                now: DateTime<Utc>,
+            ) -> RepoResult<Option<Session>> {
+                let row = sqlx::query_as::<_, SessionRow>(
+                    "SELECT id, user_id, created_at, expires_at, revoked_at \
+                     FROM sessions WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?;
+                Ok(row.and_then(|r| r.into_active(now)))
+            }
+
+            async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()> {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ProductRepository for SqlStore<$db> {
+            async fn list_active(&self) -> RepoResult<Vec<Product>> {
+                sqlx::query_as::<_, ProductRow>(
+                    "SELECT id, sku, name, price, currency, active FROM products \
+                     WHERE active = TRUE ORDER BY id",
+                )
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(Product::try_from)
+                .collect()
+            }
+
+            async fn find_active(&self, ids: &[ProductId]) -> RepoResult<Vec<Product>> {
+                let mut ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT id, sku, name, price, currency, active FROM products \
+                     WHERE active = TRUE AND id IN ({})",
+                    placeholders(1, ids.len())
+                );
+                let mut query = sqlx::query_as::<_, ProductRow>(&sql);
+                for id in &ids {
+                    query = query.bind(*id);
+                }
+                query
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(Product::try_from)
+                    .collect()
+            }
+
+            async fn replace_catalog(&self, products: &[NewProduct]) -> RepoResult<()> {
+                let now = Utc::now();
+                let mut tx = self.writer.begin().await.map_err(db_error)?;
+                for product in products {
+                    sqlx::query(
+                        "INSERT INTO products (sku, name, price, currency, active, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (sku) DO UPDATE SET name = excluded.name, \
+                         price = excluded.price, currency = excluded.currency, \
+                         active = excluded.active, updated_at = excluded.updated_at",
+                    )
+                    .bind(product.sku.as_str())
+                    .bind(&product.name)
+                    .bind(product.price.minor_units())
+                    .bind(product.price.currency().code())
+                    .bind(product.active)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                // Products the catalog no longer lists stop being sold; their
+                // rows stay because placed orders refer to them.
+                let sql = if products.is_empty() {
+                    "UPDATE products SET active = FALSE, updated_at = $1 WHERE active = TRUE"
+                        .to_string()
+                } else {
+                    format!(
+                        "UPDATE products SET active = FALSE, updated_at = $1 \
+                         WHERE active = TRUE AND sku NOT IN ({})",
+                        placeholders(2, products.len())
+                    )
+                };
+                let mut query = sqlx::query(&sql).bind(now);
+                for product in products {
+                    query = query.bind(product.sku.as_str());
+                }
+                query.execute(&mut *tx).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)
+            }
+        }
+
+        impl SqlStore<$db> {
+            async fn load_items(&self, order_ids: &[i64]) -> RepoResult<Vec<OrderItemRow>> {
+                if order_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT order_id, product_id, product_name, unit_price, quantity, subtotal \
+                     FROM order_items WHERE order_id IN ({}) ORDER BY order_id, line_no",
+                    placeholders(1, order_ids.len())
+                );
+                let mut query = sqlx::query_as::<_, OrderItemRow>(&sql);
+                for id in order_ids {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(&self.reader).await.map_err(db_error)
+            }
+
+            async fn assemble(&self, rows: Vec<OrderRow>) -> RepoResult<Vec<Order>> {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let mut items_by_order: std::collections::HashMap<i64, Vec<OrderItemRow>> =
+                    std::collections::HashMap::new();
+                for item in self.load_items(&ids).await? {
+                    items_by_order.entry(item.order_id).or_default().push(item);
+                }
+                rows.into_iter()
+                    .map(|row| {
+                        let items = items_by_order.remove(&row.id).unwrap_or_default();
+                        row.into_order(items)
+                    })
+                    .collect()
+            }
+
+            /// One attempt at storing an order under the next number of `day`.
+            async fn try_insert_order(
+                &self,
+                order: &NewOrder,
+                day: NaiveDate,
+                now: DateTime<Utc>,
+            ) -> Result<i64, sqlx::Error> {
+                let mut tx = self.writer.begin().await?;
+                let day_key = day.format("%y%m%d").to_string();
+                let sequence: i64 = sqlx::query_scalar(
+                    "INSERT INTO order_number_counters (day, last_value) VALUES ($1, 1) \
+                     ON CONFLICT (day) DO UPDATE \
+                     SET last_value = order_number_counters.last_value + 1 \
+                     RETURNING last_value",
+                )
+                .bind(&day_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                let number = u32::try_from(sequence)
+                    .ok()
+                    .and_then(|s| OrderNumber::new(day, s).ok())
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("order sequence {sequence} out of range")))?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO orders (user_id, order_number, status, currency, subtotal, tax, \
+                     shipping_fee, total, notes, refunded_amount, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10) RETURNING id",
+                )
+                .bind(order.user_id.get())
+                .bind(number.as_str())
+                .bind(OrderStatus::Pending.as_str())
+                .bind(order.total.currency().code())
+                .bind(order.subtotal.minor_units())
+                .bind(order.tax.minor_units())
+                .bind(order.shipping_fee.minor_units())
+                .bind(order.total.minor_units())
+                .bind(order.notes.as_deref())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                for (line_no, line) in order.lines.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO order_items (order_id, line_no, product_id, product_name, \
+                         unit_price, quantity, subtotal) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(id)
+                    .bind(line_no as i64)
+                    .bind(line.product_id.get())
+                    .bind(&line.product_name)
+                    .bind(line.unit_price.minor_units())
+                    .bind(i64::from(line.quantity.get()))
+                    .bind(line.subtotal.minor_units())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            }
+        }
+
+        #[async_trait]
+        impl OrderRepository for SqlStore<$db> {
+            async fn insert(
+                &self,
+                order: NewOrder,
+                day: NaiveDate,
+                now: DateTime<Utc>,
+            ) -> RepoResult<Order> {
+                let mut attempt = 0;
+                let id = loop {
+                    attempt += 1;
+                    match self.try_insert_order(&order, day, now).await {
+                        Ok(id) => break id,
+                        Err(sqlx::Error::Database(e))
+                            if e.is_unique_violation() && attempt < ORDER_NUMBER_ATTEMPTS =>
+                        {
+                            tracing::warn!(attempt, "order number collided, taking the next one");
+                        }
+                        Err(e) => return Err(db_error(e)),
+                    }
+                };
+                OrderRepository::find_by_id(self, OrderId::new(id))
+                    .await?
+                    .ok_or_else(|| RepositoryError::Unexpected("inserted order vanished".into()))
+            }
+
+            async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>> {
+                let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+                let row = sqlx::query_as::<_, OrderRow>(&sql)
+                    .bind(id.get())
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(db_error)?;
+                match row {
+                    Some(row) => Ok(self.assemble(vec![row]).await?.pop()),
+                    None => Ok(None),
+                }
+            }
+
+            async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>> {
+                let sql = format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC"
+                );
+                let rows = sqlx::query_as::<_, OrderRow>(&sql)
+                    .bind(user.get())
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db_error)?;
+                self.assemble(rows).await
+            }
+
+            async fn save_state(
+                &self,
+                order: &Order,
+                expected: OrderStatus,
+                now: DateTime<Utc>,
+            ) -> RepoResult<()> {
+                let state = order.state();
+                let (error_code, error_message) = match &state.last_payment_error {
+                    Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
+                    None => (None, None),
+                };
+                let result = sqlx::query(
+                    "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
+                     cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
+                     last_payment_error_code = $7, last_payment_error_message = $8, \
+                     updated_at = $9 WHERE id = $10 AND status = $11",
+                )
+                .bind(state.status.as_str())
+                .bind(state.payment_intent_id.as_deref())
+                .bind(state.paid_at)
+                .bind(state.cancelled_at)
+                .bind(state.cancel_reason.as_deref())
+                .bind(state.refunded_amount.minor_units())
+                .bind(error_code)
+                .bind(error_message)
+                .bind(now)
+                .bind(order.id.get())
+                .bind(expected.as_str())
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                if result.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(RepositoryError::Conflict)
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use sql_repositories;

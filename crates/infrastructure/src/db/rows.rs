@@ -1,0 +1,189 @@
+//! Row types as both databases return them, and their conversion into
+//! domain values. A row that breaks a domain rule is reported, not trusted.
+
+use chrono::{DateTime, Utc};
+use domain::order::OrderState;
+use domain::{
+    Currency, DisplayName, Email, Money, NewOrder, Order, OrderId, OrderLine, OrderNumber,
+    OrderStatus, PasswordHash, PaymentFailure, Product, ProductId, Quantity, RepositoryError,
+    Session, SessionId, Sku, User, UserId,
+};
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> RepositoryError {
+    RepositoryError::Unexpected(format!("stored {what} is invalid: {detail}").into())
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub stripe_customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = RepositoryError;
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        Ok(User {
+            id: UserId::new(row.id),
+            email: Email::parse(&row.email).map_err(|e| corrupt("user", e))?,
+            name: DisplayName::parse(row.name).map_err(|e| corrupt("user", e))?,
+            password_hash: PasswordHash::new(row.password_hash),
+            stripe_customer_id: row.stripe_customer_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub id: String,
+    pub user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRow {
+    /// The session, if it is still usable at `now`. Checked here rather than
+    /// in SQL so both databases compare timestamps the same way.
+    pub fn into_active(self, now: DateTime<Utc>) -> Option<Session> {
+        (self.revoked_at.is_none() && self.expires_at > now).then(|| Session {
+            id: SessionId::new(self.id),
+            user_id: UserId::new(self.user_id),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductRow {
+    pub id: i64,
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub currency: String,
+    pub active: bool,
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = RepositoryError;
+    fn try_from(row: ProductRow) -> Result<Self, Self::Error> {
+        let currency = Currency::parse(&row.currency).map_err(|e| corrupt("product", e))?;
+        Ok(Product {
+            id: ProductId::new(row.id),
+            sku: Sku::parse(&row.sku).map_err(|e| corrupt("product", e))?,
+            name: row.name,
+            price: Money::new(row.price, currency).map_err(|e| corrupt("product", e))?,
+            active: row.active,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub order_number: String,
+    pub status: String,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub shipping_fee: i64,
+    pub total: i64,
+    pub notes: Option<String>,
+    pub payment_intent_id: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub refunded_amount: i64,
+    pub last_payment_error_code: Option<String>,
+    pub last_payment_error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, currency, subtotal, \
+     tax, shipping_fee, total, notes, payment_intent_id, paid_at, cancelled_at, cancel_reason, \
+     refunded_amount, last_payment_error_code, last_payment_error_message, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderItemRow {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub product_name: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub subtotal: i64,
+}
+
+impl OrderRow {
+    pub fn into_order(self, items: Vec<OrderItemRow>) -> Result<Order, RepositoryError> {
+        let bad = |e: &dyn std::fmt::Display| corrupt("order", e);
+        let currency = Currency::parse(&self.currency).map_err(|e| bad(&e))?;
+        let money = |v: i64| Money::new(v, currency).map_err(|e| bad(&e));
+        let lines = items
+            .into_iter()
+            .map(|item| {
+                Ok(OrderLine {
+                    product_id: ProductId::new(item.product_id),
+                    product_name: item.product_name,
+                    unit_price: money(item.unit_price)?,
+                    quantity: Quantity::new(item.quantity).map_err(|e| bad(&e))?,
+                    subtotal: money(item.subtotal)?,
+                })
+            })
+            .collect::<Result<Vec<_>, RepositoryError>>()?;
+        let placed = NewOrder {
+            user_id: UserId::new(self.user_id),
+            lines,
+            subtotal: money(self.subtotal)?,
+            tax: money(self.tax)?,
+            shipping_fee: money(self.shipping_fee)?,
+            total: money(self.total)?,
+            notes: self.notes,
+        };
+        let last_payment_error = self
+            .last_payment_error_message
+            .map(|message| PaymentFailure {
+                code: self.last_payment_error_code,
+                message,
+            });
+        let state = OrderState {
+            status: OrderStatus::parse(&self.status).map_err(|e| bad(&e))?,
+            payment_intent_id: self.payment_intent_id,
+            paid_at: self.paid_at,
+            cancelled_at: self.cancelled_at,
+            cancel_reason: self.cancel_reason,
+            refunded_amount: money(self.refunded_amount)?,
+            last_payment_error,
+        };
+        Ok(Order::restore(
+            OrderId::new(self.id),
+            OrderNumber::parse(&self.order_number).map_err(|e| bad(&e))?,
+            self.created_at,
+            placed,
+            state,
+        ))
+    }
+}
+
+/// `$start, $start+1, …` for `count` bind parameters (both SQLite and
+/// PostgreSQL accept `$N`).
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_from_start() {
+        assert_eq!(super::placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(super::placeholders(1, 0), "");
+    }
+}

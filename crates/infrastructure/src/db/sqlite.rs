@@ -1,0 +1,44 @@
+//! SQLite: the embedded default. WAL so readers never block the writer,
+//! `synchronous=FULL` so a committed payment survives a power cut, foreign
+//! keys on, and a busy timeout for other processes touching the file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Sqlite;
+
+use super::PoolOptions;
+
+super::repositories::sql_repositories!(Sqlite);
+
+pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlStore<Sqlite>> {
+    let base = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("DATABASE_URL `{url}` is not a SQLite URL"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(base.clone())
+        .await
+        .with_context(|| format!("cannot open SQLite database `{url}`"))?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(base.read_only(true))
+        .await
+        .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
+    Ok(SqlStore { writer, reader })
+}
+
+pub(super) async fn migrate(store: &SqlStore<Sqlite>) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&store.writer)
+        .await
+        .context("SQLite migrations failed")
+}

@@ -1,0 +1,7 @@
+//! Adapters that connect kessai's ports to the outside world.
+
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod password;
+pub mod token;

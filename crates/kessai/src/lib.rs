@@ -1,0 +1,5 @@
+//! The composition root (the design document's `di/`): reads settings,
+//! builds the adapters, hands them to the use cases and serves the API.
+
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,163 @@
+//! Builds a running kessai from [`Settings`]: database, migrations, catalog,
+//! services and router, served on a listener until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use api::{AppState, CookieSettings};
+use application::ports::{Clock, SystemClock};
+use application::{AuthService, CatalogService, OrderService};
+use domain::{Currency, Money};
+use infrastructure::catalog::{demo_catalog, load_catalog_file};
+use infrastructure::config::Settings;
+use infrastructure::db::{Database, PoolOptions};
+use infrastructure::password::Argon2Hasher;
+use infrastructure::token::HmacTokenIssuer;
+use secrecy::{ExposeSecret, SecretSlice};
+use tokio::net::TcpListener;
+
+/// The shop prices in yen (the demo catalog, the design document).
+const SHOP_CURRENCY: Currency = Currency::Jpy;
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    database: Database,
+}
+
+/// Opens the database named by the settings and applies the migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    let database = Database::connect(
+        &settings.database_url,
+        PoolOptions {
+            max_connections: settings.database_max_connections,
+        },
+    )
+    .await?;
+    database.migrate().await?;
+    Ok(database)
+}
+
+impl Application {
+    /// Binds `settings.bind_addr` and builds everything.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Builds everything around an already bound listener (tests bind port 0).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let database = open_database(&settings).await?;
+        let repositories = database.repositories();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+        let catalog = CatalogService::new(repositories.products.clone());
+        let products = match &settings.catalog_file {
+            Some(path) => load_catalog_file(path)?,
+            None => demo_catalog()?,
+        };
+        catalog.load_catalog(&products).await.map_err(|e| e.0)?;
+
+        if settings.stripe_secret_key.is_none() {
+            tracing::warn!(
+                "STRIPE_SECRET_KEY is not set: kessai runs without a real Stripe account; \
+                 NO REAL PAYMENTS will happen"
+            );
+        }
+        let token_key = match &settings.auth_secret {
+            Some(secret) => SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
+            None => {
+                tracing::warn!(
+                    "AUTH_SECRET is not set: using a random key, so every access token \
+                     becomes invalid when this process stops (set AUTH_SECRET in production)"
+                );
+                HmacTokenIssuer::random_key()
+            }
+        };
+        let hasher_slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let auth = AuthService::new(
+            repositories.users.clone(),
+            repositories.sessions.clone(),
+            Arc::new(Argon2Hasher::new(hasher_slots)?),
+            Arc::new(HmacTokenIssuer::new(token_key)),
+            clock.clone(),
+            chrono::Duration::from_std(settings.access_token_ttl)
+                .context("ACCESS_TOKEN_TTL_SECONDS out of range")?,
+        );
+        let shipping_fee = Money::new(settings.shipping_fee, SHOP_CURRENCY)
+            .context("SHIPPING_FEE out of range")?;
+        let orders = OrderService::new(
+            repositories.orders.clone(),
+            repositories.products.clone(),
+            clock,
+            shipping_fee,
+        );
+        let state = AppState {
+            auth,
+            orders,
+            catalog,
+            readiness: Arc::new(database.clone()),
+            cookies: CookieSettings {
+                secure: settings.cookie_secure,
+            },
+        };
+        Ok(Self {
+            listener,
+            router: api::router(state),
+            database,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests
+    /// and closes the database pools.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, database = self.database.backend(), "kessai is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        self.database.close().await;
+        tracing::info!("kessai stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -1,0 +1,13 @@
+//! Black-box tests of the HTTP API: each test starts the real application on
+//! port 0 with a fresh database, on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod binary;
+mod catalog;
+mod errors;
+mod operations;
+mod orders;

@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod password;
+pub mod stripe;
 pub mod token;

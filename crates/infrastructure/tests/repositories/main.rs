@@ -9,8 +9,8 @@
 use application::Repositories;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
-    Currency, DisplayName, Email, Money, NewOrder, NewOrderLine, NewProduct, NewUser,
-    PasswordHash, Product, Quantity, Sku, User, UserId,
+    Currency, DisplayName, Email, Money, NewOrder, NewOrderLine, NewProduct, NewUser, PasswordHash,
+    Product, Quantity, Sku, User, UserId,
 };
 use infrastructure::config::DatabaseUrl;
 use infrastructure::db::{Database, PoolOptions};
@@ -148,11 +148,16 @@ impl Harness {
             .replace_catalog(&catalog)
             .await
             .expect("replace catalog");
-        self.repos.products.list_active().await.expect("list active")
+        self.repos
+            .products
+            .list_active()
+            .await
+            .expect("list active")
     }
 }
 
-pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+pub const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
 
 /// 2024-11-24T03:04:05.123456Z: a fixed instant with microseconds, the
 /// finest precision both databases keep.

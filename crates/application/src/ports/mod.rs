@@ -67,3 +67,5 @@ impl Clock for SystemClock {
 pub trait ReadinessProbe: Send + Sync {
     async fn check(&self) -> anyhow::Result<()>;
 }
+
+pub mod payment_gateway;

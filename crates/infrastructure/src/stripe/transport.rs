@@ -1,0 +1,244 @@
+//! HTTP to Stripe: authentication, the pinned version, idempotency keys,
+//! timeouts, and bounded retries with exponential backoff and jitter.
+
+use std::time::{Duration, Instant};
+
+use application::ports::payment_gateway::{GatewayError, IdempotencyKey};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+
+use super::objects::gateway_error;
+use super::{Form, StripeConfig, STRIPE_VERSION};
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(4),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff: a random delay up to
+    /// `base × 2^retry`, capped, so that many clients retrying at once
+    /// spread out instead of arriving together.
+    fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.max_delay);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Clone)]
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    config: StripeConfig,
+}
+
+/// What one attempt produced.
+enum Attempt {
+    Done(Vec<u8>),
+    Retry {
+        error: GatewayError,
+        after: Option<Duration>,
+    },
+    Fail(GatewayError),
+}
+
+impl Transport {
+    pub fn new(config: StripeConfig) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Stripe-Version", HeaderValue::from_static(STRIPE_VERSION));
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .default_headers(headers)
+            .user_agent(concat!("kessai/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http, config })
+    }
+
+    /// Sends one logical request, retrying what is safe to retry. Every
+    /// attempt of a POST carries the same idempotency key, so retries can
+    /// never create a second object.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<T, GatewayError> {
+        let mut retry = 0;
+        loop {
+            let started = Instant::now();
+            let outcome = self.attempt(method, path, form, key).await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match outcome {
+                Attempt::Done(body) => {
+                    tracing::debug!(?method, path, elapsed_ms, retry, "stripe request succeeded");
+                    return serde_json::from_slice(&body).map_err(|e| GatewayError::Api {
+                        status: 200,
+                        message: format!("unreadable response from the payment provider: {e}"),
+                    });
+                }
+                Attempt::Fail(error) => {
+                    tracing::warn!(?method, path, elapsed_ms, retry, %error, "stripe request failed");
+                    return Err(error);
+                }
+                Attempt::Retry { error, after } => {
+                    if retry >= self.config.retry.max_retries {
+                        tracing::warn!(?method, path, retry, %error, "stripe request failed after retries");
+                        return Err(error);
+                    }
+                    let delay = after
+                        .map(|d| d.min(self.config.retry.max_delay))
+                        .unwrap_or_else(|| self.config.retry.backoff(retry));
+                    tracing::info!(?method, path, retry, delay_ms = delay.as_millis() as u64, %error, "retrying stripe request");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        key: Option<&IdempotencyKey>,
+    ) -> Attempt {
+        let url = match self.config.api_base.join(path) {
+            Ok(url) => url,
+            Err(e) => {
+                return Attempt::Fail(GatewayError::InvalidRequest {
+                    status: 0,
+                    code: None,
+                    param: None,
+                    message: format!("bad request path: {e}"),
+                })
+            }
+        };
+        let mut request = match method {
+            Method::Get => self.http.get(url),
+            Method::Post => self.http.post(url),
+        }
+        .bearer_auth(self.config.secret_key.expose_secret());
+        if let Some(form) = form {
+            request = request.form(form.pairs());
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key.as_str());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return network_failure(&error),
+        };
+        let status = response.status();
+        let should_retry =
+            header_str(response.headers(), "stripe-should-retry").map(|v| v == "true");
+        let retry_after = header_str(response.headers(), "retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let request_id = header_str(response.headers(), "request-id").unwrap_or_default();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => return network_failure(&error),
+        };
+        if status.is_success() {
+            return Attempt::Done(body.to_vec());
+        }
+        let error = gateway_error(status.as_u16(), &body);
+        tracing::debug!(
+            status = status.as_u16(),
+            request_id,
+            "stripe answered with an error"
+        );
+        let retryable = should_retry.unwrap_or_else(|| {
+            status == StatusCode::CONFLICT
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status.is_server_error()
+        });
+        if retryable {
+            Attempt::Retry {
+                error,
+                after: retry_after,
+            }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A transport failure. A refused connection never reached Stripe; a
+/// timeout or a broken connection may have been applied there.
+fn network_failure(error: &reqwest::Error) -> Attempt {
+    let outcome_unknown = !error.is_connect();
+    // The error's Display can include the URL, never the key or the body.
+    let message = if error.is_timeout() {
+        "timed out waiting for the payment provider".to_string()
+    } else if error.is_connect() {
+        "could not connect to the payment provider".to_string()
+    } else {
+        format!("connection to the payment provider failed: {error}")
+    };
+    Attempt::Retry {
+        error: GatewayError::Network {
+            message,
+            outcome_unknown,
+        },
+        after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for retry in 0..10 {
+            let delay = policy.backoff(retry);
+            let ceiling = Duration::from_millis(100 * 2u64.pow(retry)).min(Duration::from_secs(1));
+            assert!(delay <= ceiling, "retry {retry}: {delay:?} > {ceiling:?}");
+            assert!(
+                delay >= ceiling / 2,
+                "retry {retry}: {delay:?} < half of {ceiling:?}"
+            );
+        }
+    }
+}

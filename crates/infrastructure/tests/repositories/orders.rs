@@ -1,0 +1,547 @@
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use domain::{
+    Currency, Order, OrderId, OrderNumber, OrderState, OrderStatus, PaymentFailure,
+    RepositoryError, UserId,
+};
+use test_support::Backend;
+
+use crate::{day, new_order, new_product, t0, yen, Harness, TEA_CATALOG};
+
+backend_tests! {
+    single: [
+        insert_numbers_orders_per_day,
+        insert_preserves_lines_and_totals,
+        unknown_order_is_none,
+        list_for_user_is_own_orders_newest_first,
+        save_state_persists_every_field,
+        save_state_with_stale_status_is_conflict,
+        deactivated_product_never_breaks_orders,
+    ],
+    multi: [],
+}
+
+/// Reloads `order` and checks that it is stored exactly as `expected`.
+async fn assert_stored(h: &Harness, expected: &Order) {
+    let stored = h
+        .repos
+        .orders
+        .find_by_id(expected.id)
+        .await
+        .unwrap()
+        .expect("order exists");
+    assert_eq!(stored.state(), expected.state());
+    assert_eq!(&stored, expected);
+}
+
+async fn insert_numbers_orders_per_day(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = h.user("numbers@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let orders = &h.repos.orders;
+    let order = || new_order(user.id, &[(&products[0], 1)], None);
+    let nov24 = day(2024, 11, 24);
+    let nov25 = day(2024, 11, 25);
+
+    let first = orders.insert(order(), nov24, t0()).await.unwrap();
+    assert!(first.id.get() > 0);
+    assert_eq!(first.number.as_str(), "ACQ-241124-001");
+    assert_eq!(first.number, OrderNumber::new(nov24, 1).unwrap());
+    let second = orders.insert(order(), nov24, t0()).await.unwrap();
+    assert_eq!(second.number.as_str(), "ACQ-241124-002");
+    assert_ne!(second.id, first.id);
+
+    // Each day counts on its own, and going back to a day continues it.
+    let next_day = orders.insert(order(), nov25, t0()).await.unwrap();
+    assert_eq!(next_day.number.as_str(), "ACQ-241125-001");
+    let third = orders.insert(order(), nov24, t0()).await.unwrap();
+    assert_eq!(third.number.as_str(), "ACQ-241124-003");
+    let next_day_2 = orders.insert(order(), nov25, t0()).await.unwrap();
+    assert_eq!(next_day_2.number.as_str(), "ACQ-241125-002");
+    // The same day of another month and of another year are other days.
+    let dec24 = orders
+        .insert(order(), day(2024, 12, 24), t0())
+        .await
+        .unwrap();
+    assert_eq!(dec24.number.as_str(), "ACQ-241224-001");
+    let next_year = orders
+        .insert(order(), day(2025, 11, 24), t0())
+        .await
+        .unwrap();
+    assert_eq!(next_year.number.as_str(), "ACQ-251124-001");
+
+    // The number is stored, not recomputed.
+    for o in [&first, &second, &third, &next_day, &next_day_2, &dec24] {
+        assert_stored(&h, o).await;
+    }
+    let ids: std::collections::HashSet<OrderId> = [
+        first.id,
+        second.id,
+        third.id,
+        next_day.id,
+        next_day_2.id,
+        dec24.id,
+        next_year.id,
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(ids.len(), 7);
+}
+
+async fn insert_preserves_lines_and_totals(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = h.user("lines@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let (sencha, gyokuro, yunomi) = (&products[0], &products[1], &products[2]);
+    let now = t0();
+
+    // Lines deliberately not in product-id order.
+    let placed = new_order(
+        user.id,
+        &[(yunomi, 2), (sencha, 3), (gyokuro, 1)],
+        Some("  のし紙をお願いします  "),
+    );
+    // 2 × 2,500 + 3 × 1,200 + 1 × 3,000 = 11,600; tax 1,160; shipping 500.
+    assert_eq!(placed.subtotal, yen(11_600));
+    let order = h
+        .repos
+        .orders
+        .insert(placed.clone(), day(2024, 11, 24), now)
+        .await
+        .unwrap();
+
+    assert_eq!(order.placed, placed);
+    assert_eq!(order.user_id(), user.id);
+    assert_eq!(order.created_at, now);
+    assert_eq!(order.state(), &OrderState::new_pending(Currency::Jpy));
+    assert_eq!(order.status(), OrderStatus::Pending);
+    assert_eq!(order.placed.subtotal, yen(11_600));
+    assert_eq!(order.placed.tax, yen(1_160));
+    assert_eq!(order.placed.shipping_fee, yen(500));
+    assert_eq!(order.total(), yen(13_260));
+    assert_eq!(order.placed.notes.as_deref(), Some("のし紙をお願いします"));
+    let lines: Vec<_> = order
+        .placed
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.product_id,
+                l.product_name.as_str(),
+                l.unit_price.minor_units(),
+                l.quantity.get(),
+                l.subtotal.minor_units(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (yunomi.id, "有田焼 湯呑み", 2_500, 2, 5_000),
+            (sencha.id, "静岡煎茶 100g", 1_200, 3, 3_600),
+            (gyokuro.id, "玉露 50g", 3_000, 1, 3_000),
+        ]
+    );
+    assert_stored(&h, &order).await;
+
+    // Snapshots: a later catalog change does not alter what was bought.
+    h.catalog(&[
+        ("TEA-SENCHA", "静岡煎茶 100g (新)", 1_500),
+        ("TEA-GYOKURO", "玉露 50g", 2_800),
+        ("CUP-YUNOMI", "湯呑み", 2_500),
+    ])
+    .await;
+    assert_stored(&h, &order).await;
+
+    // No notes, one line, a big quantity.
+    let simple = new_order(user.id, &[(gyokuro, 999)], None);
+    let simple_order = h
+        .repos
+        .orders
+        .insert(
+            simple.clone(),
+            day(2024, 11, 24),
+            now + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(simple_order.placed, simple);
+    assert_eq!(simple_order.placed.notes, None);
+    assert_eq!(
+        simple_order.total(),
+        yen(3_000 * 999 + 3_000 * 999 / 10 + 500)
+    );
+    assert_stored(&h, &simple_order).await;
+}
+
+async fn unknown_order_is_none(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let orders = &h.repos.orders;
+    assert!(orders.find_by_id(OrderId::new(1)).await.unwrap().is_none());
+    let user = h.user("unknown-order@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let order = orders
+        .insert(
+            new_order(user.id, &[(&products[0], 1)], None),
+            day(2024, 11, 24),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(orders
+        .find_by_id(OrderId::new(order.id.get() + 1))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(orders.find_by_id(OrderId::new(-1)).await.unwrap().is_none());
+    assert!(orders.find_by_id(order.id).await.unwrap().is_some());
+}
+
+async fn list_for_user_is_own_orders_newest_first(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let alice = h.user("alice@example.jp").await;
+    let bob = h.user("bob@example.jp").await;
+    let carol = h.user("carol@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let orders = &h.repos.orders;
+    assert!(orders.list_for_user(alice.id).await.unwrap().is_empty());
+
+    let mut alices = Vec::new();
+    let mut bobs = Vec::new();
+    for i in 0..4_i64 {
+        let at = t0() + Duration::minutes(i);
+        let a = orders
+            .insert(
+                new_order(alice.id, &[(&products[0], i + 1)], None),
+                day(2024, 11, 24),
+                at,
+            )
+            .await
+            .unwrap();
+        alices.push(a);
+        if i % 2 == 0 {
+            let b = orders
+                .insert(
+                    new_order(bob.id, &[(&products[1], 1), (&products[2], i + 1)], None),
+                    day(2024, 11, 24),
+                    at + Duration::seconds(1),
+                )
+                .await
+                .unwrap();
+            bobs.push(b);
+        }
+    }
+
+    let listed = orders.list_for_user(alice.id).await.unwrap();
+    alices.reverse();
+    assert_eq!(listed, alices);
+    assert!(listed.iter().all(|o| o.is_owned_by(alice.id)));
+    assert!(listed.windows(2).all(|w| w[0].created_at > w[1].created_at));
+
+    let listed = orders.list_for_user(bob.id).await.unwrap();
+    bobs.reverse();
+    assert_eq!(listed, bobs);
+    // Each listed order carries its own lines, not its neighbours'.
+    assert_eq!(listed[0].placed.lines.len(), 2);
+    assert_eq!(listed[0].placed.lines[1].quantity.get(), 3);
+    assert_eq!(listed[1].placed.lines[1].quantity.get(), 1);
+
+    assert!(orders.list_for_user(carol.id).await.unwrap().is_empty());
+    assert!(orders
+        .list_for_user(UserId::new(carol.id.get() + 100))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A state change does not reorder the list.
+    let mut oldest = alices.last().unwrap().clone();
+    oldest.cancel(t0() + Duration::hours(1), None).unwrap();
+    orders
+        .save_state(&oldest, OrderStatus::Pending, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    let listed = orders.list_for_user(alice.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.id).collect::<Vec<_>>(),
+        alices.iter().map(|o| o.id).collect::<Vec<_>>()
+    );
+    assert_eq!(listed.last().unwrap(), &oldest);
+}
+
+/// A placed order for the state tests, and the time it was placed.
+async fn placed_order(h: &Harness, email: &str) -> (Order, DateTime<Utc>) {
+    let user = h.user(email).await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let order = h
+        .repos
+        .orders
+        .insert(
+            new_order(user.id, &[(&products[0], 2), (&products[1], 1)], None),
+            day(2024, 11, 24),
+            now,
+        )
+        .await
+        .unwrap();
+    (order, now)
+}
+
+async fn save_state_persists_every_field(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let orders = &h.repos.orders;
+    let (mut order, now) = placed_order(&h, "state@example.jp").await;
+
+    order.begin_payment("pi_3QabcDEF123".into()).unwrap();
+    orders
+        .save_state(&order, OrderStatus::Pending, now)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    assert_eq!(order.status(), OrderStatus::AwaitingPayment);
+
+    // Same status, other fields: a failed attempt, then a new PaymentIntent.
+    order
+        .record_payment_failure(PaymentFailure {
+            code: Some("card_declined".into()),
+            message: "Your card was declined.".into(),
+        })
+        .unwrap();
+    orders
+        .save_state(&order, OrderStatus::AwaitingPayment, now)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    order
+        .record_payment_failure(PaymentFailure {
+            code: None,
+            message: "カードが拒否されました".into(),
+        })
+        .unwrap();
+    order.begin_payment("pi_3QsecondXYZ".into()).unwrap();
+    orders
+        .save_state(&order, OrderStatus::AwaitingPayment, now)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    assert_eq!(
+        order.state().last_payment_error,
+        Some(PaymentFailure {
+            code: None,
+            message: "カードが拒否されました".into()
+        })
+    );
+
+    let paid_at = now + Duration::seconds(42) + Duration::microseconds(654_321);
+    order.mark_paid(paid_at).unwrap();
+    orders
+        .save_state(&order, OrderStatus::AwaitingPayment, paid_at)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    let stored = orders.find_by_id(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.state().paid_at, Some(paid_at));
+    assert_eq!(stored.state().last_payment_error, None);
+    assert_eq!(
+        stored.state().payment_intent_id.as_deref(),
+        Some("pi_3QsecondXYZ")
+    );
+
+    // A partial refund keeps `paid`, the rest makes it `refunded`.
+    order.record_refunds(yen(1_000)).unwrap();
+    orders
+        .save_state(&order, OrderStatus::Paid, paid_at)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    assert_eq!(order.status(), OrderStatus::Paid);
+    order.record_refunds(order.total()).unwrap();
+    assert_eq!(order.status(), OrderStatus::Refunded);
+    orders
+        .save_state(&order, OrderStatus::Paid, paid_at)
+        .await
+        .unwrap();
+    assert_stored(&h, &order).await;
+    let stored = orders.find_by_id(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.state().refunded_amount, order.total());
+    assert_eq!(stored.status(), OrderStatus::Refunded);
+    // The placed part never changes.
+    assert_eq!(stored.placed, order.placed);
+    assert_eq!(stored.number, order.number);
+    assert_eq!(stored.created_at, order.created_at);
+
+    // Cancellation, with and without a reason.
+    let (mut cancelled, now) = placed_order(&h, "cancel@example.jp").await;
+    let at = now + Duration::minutes(3) + Duration::microseconds(7);
+    cancelled
+        .cancel(at, Some("住所を間違えました".into()))
+        .unwrap();
+    orders
+        .save_state(&cancelled, OrderStatus::Pending, at)
+        .await
+        .unwrap();
+    assert_stored(&h, &cancelled).await;
+    let stored = orders.find_by_id(cancelled.id).await.unwrap().unwrap();
+    assert_eq!(stored.status(), OrderStatus::Cancelled);
+    assert_eq!(stored.state().cancelled_at, Some(at));
+    assert_eq!(
+        stored.state().cancel_reason.as_deref(),
+        Some("住所を間違えました")
+    );
+    assert_eq!(stored.state().payment_intent_id, None);
+
+    let (mut awaiting, now) = placed_order(&h, "cancel2@example.jp").await;
+    awaiting.begin_payment("pi_cancel_me".into()).unwrap();
+    orders
+        .save_state(&awaiting, OrderStatus::Pending, now)
+        .await
+        .unwrap();
+    awaiting.cancel(now, None).unwrap();
+    orders
+        .save_state(&awaiting, OrderStatus::AwaitingPayment, now)
+        .await
+        .unwrap();
+    assert_stored(&h, &awaiting).await;
+
+    // The other orders were not touched by any of this.
+    let stored = orders.find_by_id(order.id).await.unwrap().unwrap();
+    assert_eq!(stored, order);
+}
+
+async fn save_state_with_stale_status_is_conflict(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let orders = &h.repos.orders;
+    let (order, now) = placed_order(&h, "stale@example.jp").await;
+    let stale = order.clone();
+
+    let mut current = order.clone();
+    current.begin_payment("pi_current".into()).unwrap();
+    orders
+        .save_state(&current, OrderStatus::Pending, now)
+        .await
+        .unwrap();
+
+    // A writer that still believes the order is pending loses.
+    let mut late_cancel = stale.clone();
+    late_cancel
+        .cancel(now + Duration::seconds(1), Some("too late".into()))
+        .unwrap();
+    let err = orders
+        .save_state(
+            &late_cancel,
+            OrderStatus::Pending,
+            now + Duration::seconds(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::Conflict),
+        "expected Conflict, got {err:?}"
+    );
+    assert_stored(&h, &current).await;
+
+    // Whatever the new state, a wrong `expected` is a conflict.
+    let mut paid = current.clone();
+    paid.mark_paid(now + Duration::seconds(2)).unwrap();
+    for wrong in [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Refunded,
+        OrderStatus::Cancelled,
+    ] {
+        let err = orders.save_state(&paid, wrong, now).await.unwrap_err();
+        assert!(
+            matches!(err, RepositoryError::Conflict),
+            "expected Conflict for {wrong}, got {err:?}"
+        );
+    }
+    assert_stored(&h, &current).await;
+
+    // After the order is final, no writer from an earlier status gets in.
+    let mut cancelled = current.clone();
+    cancelled.cancel(now + Duration::seconds(3), None).unwrap();
+    orders
+        .save_state(&cancelled, OrderStatus::AwaitingPayment, now)
+        .await
+        .unwrap();
+    let err = orders
+        .save_state(&paid, OrderStatus::AwaitingPayment, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Conflict), "{err:?}");
+    assert_stored(&h, &cancelled).await;
+
+    // An order that does not exist cannot be written either.
+    let ghost = Order::restore(
+        OrderId::new(order.id.get() + 1000),
+        order.number.clone(),
+        order.created_at,
+        order.placed.clone(),
+        late_cancel.state().clone(),
+    );
+    assert!(orders
+        .save_state(&ghost, OrderStatus::Pending, now)
+        .await
+        .is_err());
+    assert!(orders.find_by_id(ghost.id).await.unwrap().is_none());
+    assert_stored(&h, &cancelled).await;
+}
+
+async fn deactivated_product_never_breaks_orders(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = h.user("retired@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let (sencha, gyokuro) = (&products[0], &products[1]);
+    let orders = &h.repos.orders;
+
+    let order = orders
+        .insert(
+            new_order(user.id, &[(sencha, 1), (gyokuro, 2)], None),
+            day(2024, 11, 24),
+            t0(),
+        )
+        .await
+        .unwrap();
+    // Priced while gyokuro was still on sale...
+    let priced_earlier = new_order(user.id, &[(gyokuro, 1)], None);
+
+    // ...then the catalog drops gyokuro, which orders refer to: no error.
+    h.repos
+        .products
+        .replace_catalog(&[
+            new_product("TEA-SENCHA", "静岡煎茶 100g", 1_200, true),
+            new_product("CUP-YUNOMI", "有田焼 湯呑み", 2_500, true),
+        ])
+        .await
+        .unwrap();
+    assert!(h
+        .repos
+        .products
+        .find_active(&[gyokuro.id])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        h.product_row("TEA-GYOKURO").await,
+        Some((gyokuro.id.get(), false))
+    );
+
+    // Orders that refer to it still read back whole.
+    assert_stored(&h, &order).await;
+    assert_eq!(
+        orders.list_for_user(user.id).await.unwrap(),
+        vec![order.clone()]
+    );
+
+    // An order priced before the drop can still be stored.
+    let late = orders
+        .insert(priced_earlier.clone(), day(2024, 11, 24), t0())
+        .await
+        .unwrap();
+    assert_eq!(late.placed, priced_earlier);
+    assert_eq!(late.number.as_str(), "ACQ-241124-002");
+    assert_stored(&h, &late).await;
+
+    // Emptying the catalog entirely is fine too.
+    h.repos.products.replace_catalog(&[]).await.unwrap();
+    assert_stored(&h, &order).await;
+    assert_stored(&h, &late).await;
+}

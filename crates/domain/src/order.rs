@@ -177,6 +177,9 @@ pub struct Order {
     pub created_at: DateTime<Utc>,
     pub placed: NewOrder,
     state: OrderState,
+    /// Optimistic-concurrency token: how many times the state was saved.
+    /// Storage writes a state only over the version it was read at.
+    version: i64,
 }
 
 impl Order {
@@ -195,7 +198,23 @@ impl Order {
             created_at,
             placed,
             state,
+            version: 0,
         }
+    }
+
+    /// The same order as read at storage version `version`.
+    pub fn at_version(mut self, version: i64) -> Self {
+        self.version = version;
+        self
+    }
+
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Called by storage once it has written this state.
+    pub fn advance_version(&mut self) {
+        self.version += 1;
     }
 
     pub fn state(&self) -> &OrderState {

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{
-    Email, NewOrder, NewProduct, NewUser, Order, OrderId, OrderStatus, Product, ProductId,
-    RepositoryError, Session, SessionId, User, UserId,
+    Email, NewOrder, NewProduct, NewUser, Order, OrderId, Product, ProductId, RepositoryError,
+    Session, SessionId, User, UserId,
 };
 
 pub type RepoResult<T> = Result<T, RepositoryError>;
@@ -52,15 +52,13 @@ pub trait OrderRepository: Send + Sync {
     async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>>;
     /// The user's orders, newest first.
     async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>>;
-    /// Writes the order's state if, and only if, the stored status is still
-    /// `expected`. Two writers racing from the same status cannot both win.
+    /// Writes the order's state if, and only if, nobody saved the order
+    /// since it was read (its version is unchanged), and advances the
+    /// version (of the stored row and of `order`). Two writers racing from
+    /// the same read cannot both win, even when neither changes the status.
     ///
     /// # Errors
-    /// [`RepositoryError::Conflict`] when the stored status was not `expected`.
-    async fn save_state(
-        &self,
-        order: &Order,
-        expected: OrderStatus,
-        now: DateTime<Utc>,
-    ) -> RepoResult<()>;
+    /// [`RepositoryError::Conflict`] when the order was saved by someone else
+    /// since it was read.
+    async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()>;
 }

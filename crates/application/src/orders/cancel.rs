@@ -56,12 +56,11 @@ impl OrderService {
         }
         for _ in 0..MAX_ATTEMPTS {
             let mut order = self.owned_order(user, id).await?;
-            let before = order.status();
             let now = self.clock.now();
             order
                 .cancel(now, reason.clone())
                 .map_err(|e| CancelOrderError::CannotCancel(e.from))?;
-            match self.orders.save_state(&order, before, now).await {
+            match self.orders.save_state(&mut order, now).await {
                 Ok(()) => {
                     tracing::info!("order cancelled");
                     return Ok(order);

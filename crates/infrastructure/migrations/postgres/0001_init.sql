@@ -56,6 +56,7 @@ CREATE TABLE orders (
     refunded_amount            BIGINT      NOT NULL DEFAULT 0 CHECK (refunded_amount BETWEEN 0 AND total),
     last_payment_error_code    TEXT,
     last_payment_error_message TEXT,
+    version                    BIGINT      NOT NULL DEFAULT 0, -- bumped by every state save (optimistic lock)
     created_at                 TIMESTAMPTZ NOT NULL,
     updated_at                 TIMESTAMPTZ NOT NULL
 );

@@ -345,12 +345,7 @@ macro_rules! sql_repositories {
                 self.assemble(rows).await
             }
 
-            async fn save_state(
-                &self,
-                order: &Order,
-                expected: OrderStatus,
-                now: DateTime<Utc>,
-            ) -> RepoResult<()> {
+            async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()> {
                 let state = order.state();
                 let (error_code, error_message) = match &state.last_payment_error {
                     Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
@@ -360,7 +355,7 @@ macro_rules! sql_repositories {
                     "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
                      cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
                      last_payment_error_code = $7, last_payment_error_message = $8, \
-                     updated_at = $9 WHERE id = $10 AND status = $11",
+                     updated_at = $9, version = version + 1 WHERE id = $10 AND version = $11",
                 )
                 .bind(state.status.as_str())
                 .bind(state.payment_intent_id.as_deref())
@@ -372,11 +367,12 @@ macro_rules! sql_repositories {
                 .bind(error_message)
                 .bind(now)
                 .bind(order.id.get())
-                .bind(expected.as_str())
+                .bind(order.version())
                 .execute(&self.writer)
                 .await
                 .map_err(db_error)?;
                 if result.rows_affected() == 1 {
+                    order.advance_version();
                     Ok(())
                 } else {
                     Err(RepositoryError::Conflict)

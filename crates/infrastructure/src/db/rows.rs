@@ -103,11 +103,12 @@ pub(crate) struct OrderRow {
     pub last_payment_error_code: Option<String>,
     pub last_payment_error_message: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub version: i64,
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, currency, subtotal, \
      tax, shipping_fee, total, notes, payment_intent_id, paid_at, cancelled_at, cancel_reason, \
-     refunded_amount, last_payment_error_code, last_payment_error_message, created_at";
+     refunded_amount, last_payment_error_code, last_payment_error_message, created_at, version";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrderItemRow {
@@ -166,7 +167,8 @@ impl OrderRow {
             self.created_at,
             placed,
             state,
-        ))
+        )
+        .at_version(self.version))
     }
 }
 

@@ -256,7 +256,7 @@ async fn list_for_user_is_own_orders_newest_first(backend: Backend) {
     let mut oldest = alices.last().unwrap().clone();
     oldest.cancel(t0() + Duration::hours(1), None).unwrap();
     orders
-        .save_state(&oldest, OrderStatus::Pending, t0() + Duration::hours(1))
+        .save_state(&mut oldest, t0() + Duration::hours(1))
         .await
         .unwrap();
     let listed = orders.list_for_user(alice.id).await.unwrap();
@@ -291,10 +291,7 @@ async fn save_state_persists_every_field(backend: Backend) {
     let (mut order, now) = placed_order(&h, "state@example.jp").await;
 
     order.begin_payment("pi_3QabcDEF123".into()).unwrap();
-    orders
-        .save_state(&order, OrderStatus::Pending, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, now).await.unwrap();
     assert_stored(&h, &order).await;
     assert_eq!(order.status(), OrderStatus::AwaitingPayment);
 
@@ -305,10 +302,7 @@ async fn save_state_persists_every_field(backend: Backend) {
             message: "Your card was declined.".into(),
         })
         .unwrap();
-    orders
-        .save_state(&order, OrderStatus::AwaitingPayment, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, now).await.unwrap();
     assert_stored(&h, &order).await;
     order
         .record_payment_failure(PaymentFailure {
@@ -317,10 +311,7 @@ async fn save_state_persists_every_field(backend: Backend) {
         })
         .unwrap();
     order.begin_payment("pi_3QsecondXYZ".into()).unwrap();
-    orders
-        .save_state(&order, OrderStatus::AwaitingPayment, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, now).await.unwrap();
     assert_stored(&h, &order).await;
     assert_eq!(
         order.state().last_payment_error,
@@ -332,10 +323,7 @@ async fn save_state_persists_every_field(backend: Backend) {
 
     let paid_at = now + Duration::seconds(42) + Duration::microseconds(654_321);
     order.mark_paid(paid_at).unwrap();
-    orders
-        .save_state(&order, OrderStatus::AwaitingPayment, paid_at)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, paid_at).await.unwrap();
     assert_stored(&h, &order).await;
     let stored = orders.find_by_id(order.id).await.unwrap().unwrap();
     assert_eq!(stored.state().paid_at, Some(paid_at));
@@ -347,18 +335,12 @@ async fn save_state_persists_every_field(backend: Backend) {
 
     // A partial refund keeps `paid`, the rest makes it `refunded`.
     order.record_refunds(yen(1_000)).unwrap();
-    orders
-        .save_state(&order, OrderStatus::Paid, paid_at)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, paid_at).await.unwrap();
     assert_stored(&h, &order).await;
     assert_eq!(order.status(), OrderStatus::Paid);
     order.record_refunds(order.total()).unwrap();
     assert_eq!(order.status(), OrderStatus::Refunded);
-    orders
-        .save_state(&order, OrderStatus::Paid, paid_at)
-        .await
-        .unwrap();
+    orders.save_state(&mut order, paid_at).await.unwrap();
     assert_stored(&h, &order).await;
     let stored = orders.find_by_id(order.id).await.unwrap().unwrap();
     assert_eq!(stored.state().refunded_amount, order.total());
@@ -374,10 +356,7 @@ async fn save_state_persists_every_field(backend: Backend) {
     cancelled
         .cancel(at, Some("住所を間違えました".into()))
         .unwrap();
-    orders
-        .save_state(&cancelled, OrderStatus::Pending, at)
-        .await
-        .unwrap();
+    orders.save_state(&mut cancelled, at).await.unwrap();
     assert_stored(&h, &cancelled).await;
     let stored = orders.find_by_id(cancelled.id).await.unwrap().unwrap();
     assert_eq!(stored.status(), OrderStatus::Cancelled);
@@ -390,15 +369,9 @@ async fn save_state_persists_every_field(backend: Backend) {
 
     let (mut awaiting, now) = placed_order(&h, "cancel2@example.jp").await;
     awaiting.begin_payment("pi_cancel_me".into()).unwrap();
-    orders
-        .save_state(&awaiting, OrderStatus::Pending, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut awaiting, now).await.unwrap();
     awaiting.cancel(now, None).unwrap();
-    orders
-        .save_state(&awaiting, OrderStatus::AwaitingPayment, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut awaiting, now).await.unwrap();
     assert_stored(&h, &awaiting).await;
 
     // The other orders were not touched by any of this.
@@ -414,10 +387,7 @@ async fn save_state_with_stale_status_is_conflict(backend: Backend) {
 
     let mut current = order.clone();
     current.begin_payment("pi_current".into()).unwrap();
-    orders
-        .save_state(&current, OrderStatus::Pending, now)
-        .await
-        .unwrap();
+    orders.save_state(&mut current, now).await.unwrap();
 
     // A writer that still believes the order is pending loses.
     let mut late_cancel = stale.clone();
@@ -425,11 +395,7 @@ async fn save_state_with_stale_status_is_conflict(backend: Backend) {
         .cancel(now + Duration::seconds(1), Some("too late".into()))
         .unwrap();
     let err = orders
-        .save_state(
-            &late_cancel,
-            OrderStatus::Pending,
-            now + Duration::seconds(1),
-        )
+        .save_state(&mut late_cancel, now + Duration::seconds(1))
         .await
         .unwrap_err();
     assert!(
@@ -438,49 +404,33 @@ async fn save_state_with_stale_status_is_conflict(backend: Backend) {
     );
     assert_stored(&h, &current).await;
 
-    // Whatever the new state, a wrong `expected` is a conflict.
-    let mut paid = current.clone();
+    // A copy read before the last save is stale whatever state it carries.
+    let mut paid = current.clone().at_version(current.version() - 1);
     paid.mark_paid(now + Duration::seconds(2)).unwrap();
-    for wrong in [
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        OrderStatus::Refunded,
-        OrderStatus::Cancelled,
-    ] {
-        let err = orders.save_state(&paid, wrong, now).await.unwrap_err();
-        assert!(
-            matches!(err, RepositoryError::Conflict),
-            "expected Conflict for {wrong}, got {err:?}"
-        );
-    }
+    let err = orders.save_state(&mut paid, now).await.unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::Conflict),
+        "expected Conflict, got {err:?}"
+    );
     assert_stored(&h, &current).await;
 
     // After the order is final, no writer from an earlier status gets in.
     let mut cancelled = current.clone();
     cancelled.cancel(now + Duration::seconds(3), None).unwrap();
-    orders
-        .save_state(&cancelled, OrderStatus::AwaitingPayment, now)
-        .await
-        .unwrap();
-    let err = orders
-        .save_state(&paid, OrderStatus::AwaitingPayment, now)
-        .await
-        .unwrap_err();
+    orders.save_state(&mut cancelled, now).await.unwrap();
+    let err = orders.save_state(&mut paid, now).await.unwrap_err();
     assert!(matches!(err, RepositoryError::Conflict), "{err:?}");
     assert_stored(&h, &cancelled).await;
 
     // An order that does not exist cannot be written either.
-    let ghost = Order::restore(
+    let mut ghost = Order::restore(
         OrderId::new(order.id.get() + 1000),
         order.number.clone(),
         order.created_at,
         order.placed.clone(),
         late_cancel.state().clone(),
     );
-    assert!(orders
-        .save_state(&ghost, OrderStatus::Pending, now)
-        .await
-        .is_err());
+    assert!(orders.save_state(&mut ghost, now).await.is_err());
     assert!(orders.find_by_id(ghost.id).await.unwrap().is_none());
     assert_stored(&h, &cancelled).await;
 }

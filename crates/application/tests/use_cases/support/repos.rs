@@ -12,8 +12,8 @@ use domain::ports::{
     OrderRepository, ProductRepository, RepoResult, SessionRepository, UserRepository,
 };
 use domain::{
-    Email, Money, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderState,
-    OrderStatus, Product, ProductId, RepositoryError, Session, SessionId, Sku, User, UserId,
+    Email, Money, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderState, Product,
+    ProductId, RepositoryError, Session, SessionId, Sku, User, UserId,
 };
 
 use super::INJECTED_FAILURE;
@@ -322,12 +322,7 @@ impl OrderRepository for InMemoryOrders {
         Ok(own)
     }
 
-    async fn save_state(
-        &self,
-        order: &Order,
-        expected: OrderStatus,
-        _now: DateTime<Utc>,
-    ) -> RepoResult<()> {
+    async fn save_state(&self, order: &mut Order, _now: DateTime<Utc>) -> RepoResult<()> {
         self.failing.check()?;
         self.save_calls.fetch_add(1, Ordering::SeqCst);
         let mut orders = lock(&self.orders);
@@ -335,9 +330,11 @@ impl OrderRepository for InMemoryOrders {
             .get_mut(&order.id)
             .ok_or_else(|| unexpected("save_state of an order that was never stored"))?;
         if let Some(change) = lock(&self.interference).take() {
+            // Another writer saved first: its change and a new version.
             change(stored);
+            *stored = stored.clone().at_version(stored.version() + 1);
         }
-        if self.take_injected_conflict() || stored.status() != expected {
+        if self.take_injected_conflict() || stored.version() != order.version() {
             return Err(RepositoryError::Conflict);
         }
         // Only the state is written; what was placed never changes.
@@ -347,7 +344,9 @@ impl OrderRepository for InMemoryOrders {
             stored.created_at,
             stored.placed.clone(),
             order.state().clone(),
-        );
+        )
+        .at_version(stored.version() + 1);
+        order.advance_version();
         Ok(())
     }
 }

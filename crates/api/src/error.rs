@@ -3,6 +3,8 @@
 
 use application::auth::{AuthenticateError, LoginError, RegisterError};
 use application::orders::{CancelOrderError, CreateOrderError, GetOrderError};
+use application::payments::CreateIntentError;
+use application::ports::payment_gateway::GatewayError;
 use application::UnexpectedError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -221,7 +223,42 @@ impl From<CancelOrderError> for ApiError {
                 "order_cannot_cancel",
                 format!("この注文はキャンセルできません (status: {status})"),
             ),
+            CancelOrderError::Provider(g) => g.into(),
             CancelOrderError::Unexpected(u) => u.into(),
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    /// Whatever Stripe said stays in our log; the client learns only that
+    /// the provider failed (and that its order is unchanged).
+    fn from(e: GatewayError) -> Self {
+        tracing::warn!(error = %e, "payment provider call failed");
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "payment_provider_error",
+            "決済サービスとの通信に失敗しました。時間をおいて再度お試しください",
+        )
+    }
+}
+
+impl From<CreateIntentError> for ApiError {
+    fn from(e: CreateIntentError) -> Self {
+        match e {
+            CreateIntentError::NotFound => order_not_found(),
+            CreateIntentError::PermissionDenied => permission_denied(),
+            CreateIntentError::AlreadyPaid => Self::new(
+                StatusCode::CONFLICT,
+                "payment_already_processed",
+                "この注文は既に決済済みです",
+            ),
+            CreateIntentError::NotPayable(status) => Self::new(
+                StatusCode::CONFLICT,
+                "order_not_pending",
+                format!("この注文は支払いできる状態ではありません (status: {status})"),
+            ),
+            CreateIntentError::Provider(g) => g.into(),
+            CreateIntentError::Unexpected(u) => u.into(),
         }
     }
 }

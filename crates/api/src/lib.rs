@@ -11,6 +11,7 @@ mod routes;
 
 use std::sync::Arc;
 
+use application::payments::PaymentService;
 use application::ports::ReadinessProbe;
 use application::{AuthService, CatalogService, OrderService};
 use axum::Router;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub auth: AuthService,
     pub orders: OrderService,
     pub catalog: CatalogService,
+    pub payments: PaymentService,
     pub readiness: Arc<dyn ReadinessProbe>,
     pub cookies: CookieSettings,
 }
@@ -41,7 +43,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::auth::router())
         .merge(routes::catalog::router())
-        .merge(routes::orders::router());
+        .merge(routes::orders::router())
+        .merge(routes::payments::router());
     let app = Router::new()
         .merge(routes::ops::router())
         .merge(openapi::router())

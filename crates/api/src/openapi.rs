@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use crate::routes::{auth, catalog, ops, orders};
+use crate::routes::{auth, catalog, ops, orders, payments};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -17,6 +17,7 @@ use crate::AppState;
         auth::register, auth::login, auth::logout, auth::me,
         catalog::list_products,
         orders::create_order, orders::list_orders, orders::get_order, orders::cancel_order,
+        payments::create_payment_intent,
         ops::healthz, ops::readyz,
     ),
     components(schemas(crate::error::Problem)),
@@ -25,6 +26,7 @@ use crate::AppState;
         (name = "auth", description = "Accounts and sessions"),
         (name = "catalog", description = "Products"),
         (name = "orders", description = "Orders"),
+        (name = "payments", description = "Stripe PaymentIntents"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod orders;
+pub mod payments;
 pub mod ports;
 
 use std::sync::Arc;

@@ -148,6 +148,10 @@ pub struct PaymentFailure {
 pub struct OrderState {
     pub status: OrderStatus,
     pub payment_intent_id: Option<String>,
+    /// How many PaymentIntents were created for this order. The next one's
+    /// idempotency key is derived from it, so a retried creation (after a
+    /// timeout or a crash) reuses the key instead of making a second one.
+    pub payment_attempts: i64,
     pub paid_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
@@ -160,6 +164,7 @@ impl OrderState {
         Self {
             status: OrderStatus::Pending,
             payment_intent_id: None,
+            payment_attempts: 0,
             paid_at: None,
             cancelled_at: None,
             cancel_reason: None,
@@ -238,8 +243,16 @@ impl Order {
         if self.state.status != OrderStatus::AwaitingPayment {
             self.state.status = self.state.status.transition(OrderStatus::AwaitingPayment)?;
         }
+        if self.state.payment_intent_id.as_deref() != Some(payment_intent_id.as_str()) {
+            self.state.payment_attempts += 1;
+        }
         self.state.payment_intent_id = Some(payment_intent_id);
         Ok(())
+    }
+
+    /// The attempt number the next new PaymentIntent of this order belongs to.
+    pub fn next_payment_attempt(&self) -> i64 {
+        self.state.payment_attempts + 1
     }
 
     pub fn mark_paid(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {

@@ -18,6 +18,9 @@ pub trait UserRepository: Send + Sync {
     async fn insert(&self, user: NewUser, now: DateTime<Utc>) -> RepoResult<User>;
     async fn find_by_id(&self, id: UserId) -> RepoResult<Option<User>>;
     async fn find_by_email(&self, email: &Email) -> RepoResult<Option<User>>;
+    /// Records the user's Stripe Customer unless one is recorded already, and
+    /// returns the one that is recorded now (ours, or the one that won).
+    async fn set_stripe_customer(&self, id: UserId, customer_id: &str) -> RepoResult<String>;
 }
 
 #[async_trait]
@@ -61,4 +64,16 @@ pub trait OrderRepository: Send + Sync {
     /// [`RepositoryError::Conflict`] when the order was saved by someone else
     /// since it was read.
     async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()>;
+    /// Claims the right to create `order`'s PaymentIntent until `until`,
+    /// if the order is still at the version it was read at and no other
+    /// claim is live at `now`. Returns whether the claim was granted.
+    async fn claim_payment_lease(
+        &self,
+        order: &Order,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> RepoResult<bool>;
+    /// Gives up a claim made by `owner` (no-op if it is not the holder).
+    async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()>;
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use api::{AppState, CookieSettings};
+use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
+use application::ports::payment_gateway::PaymentGateway;
 use application::ports::{Clock, SystemClock};
 use application::{AuthService, CatalogService, OrderService};
 use domain::{Currency, Money};
@@ -14,6 +16,7 @@ use infrastructure::catalog::{demo_catalog, load_catalog_file};
 use infrastructure::config::Settings;
 use infrastructure::db::{Database, PoolOptions};
 use infrastructure::password::Argon2Hasher;
+use infrastructure::stripe::{NotConfiguredGateway, StripeClient, StripeConfig};
 use infrastructure::token::HmacTokenIssuer;
 use secrecy::{ExposeSecret, SecretSlice};
 use tokio::net::TcpListener;
@@ -65,12 +68,7 @@ impl Application {
         };
         catalog.load_catalog(&products).await.map_err(|e| e.0)?;
 
-        if settings.stripe_secret_key.is_none() {
-            tracing::warn!(
-                "STRIPE_SECRET_KEY is not set: kessai runs without a real Stripe account; \
-                 NO REAL PAYMENTS will happen"
-            );
-        }
+        let gateway = payment_gateway(&settings)?;
         let token_key = match &settings.auth_secret {
             Some(secret) => SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
             None => {
@@ -90,19 +88,30 @@ impl Application {
             clock.clone(),
             chrono::Duration::from_std(settings.access_token_ttl)
                 .context("ACCESS_TOKEN_TTL_SECONDS out of range")?,
+            CustomerAccounts::new(repositories.users.clone(), gateway.clone()),
         );
         let shipping_fee = Money::new(settings.shipping_fee, SHOP_CURRENCY)
             .context("SHIPPING_FEE out of range")?;
         let orders = OrderService::new(
             repositories.orders.clone(),
             repositories.products.clone(),
-            clock,
+            gateway.clone(),
+            clock.clone(),
             shipping_fee,
+        );
+        let payments = PaymentService::new(
+            repositories.orders.clone(),
+            repositories.users.clone(),
+            gateway,
+            clock,
+            LeaseSettings::default(),
+            instance_id(),
         );
         let state = AppState {
             auth,
             orders,
             catalog,
+            payments,
             readiness: Arc::new(database.clone()),
             cookies: CookieSettings {
                 secure: settings.cookie_secure,
@@ -135,6 +144,33 @@ impl Application {
         tracing::info!("kessai stopped");
         Ok(())
     }
+}
+
+/// The Stripe client for the configured account, or — with no key — a
+/// gateway that refuses every call (loudly), so nothing pretends to pay.
+fn payment_gateway(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    match &settings.stripe_secret_key {
+        Some(key) => {
+            let config = StripeConfig::new(settings.stripe_api_base.clone(), key.clone());
+            tracing::info!(api_base = %settings.stripe_api_base, "using Stripe");
+            Ok(Arc::new(StripeClient::new(config)?))
+        }
+        None => {
+            tracing::warn!(
+                "STRIPE_SECRET_KEY is not set: kessai runs without a payment provider; \
+                 NO REAL PAYMENTS will happen and payment calls answer 502"
+            );
+            Ok(Arc::new(NotConfiguredGateway))
+        }
+    }
+}
+
+/// Names this process in lease rows shared with other instances.
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{:x}", std::process::id(), nanos)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::ports::{SessionRepository, UserRepository};
 use domain::{Session, User};
 
+use crate::payments::CustomerAccounts;
 use crate::ports::{AccessToken, Clock, PasswordHasher, TokenIssuer};
 use crate::UnexpectedError;
 
@@ -34,6 +35,7 @@ pub struct AuthService {
     tokens: Arc<dyn TokenIssuer>,
     clock: Arc<dyn Clock>,
     session_ttl: Duration,
+    customers: CustomerAccounts,
 }
 
 impl AuthService {
@@ -44,6 +46,7 @@ impl AuthService {
         tokens: Arc<dyn TokenIssuer>,
         clock: Arc<dyn Clock>,
         session_ttl: Duration,
+        customers: CustomerAccounts,
     ) -> Self {
         Self {
             users,
@@ -52,6 +55,7 @@ impl AuthService {
             tokens,
             clock,
             session_ttl,
+            customers,
         }
     }
 

@@ -36,12 +36,20 @@ impl AuthService {
             name,
             password_hash,
         };
-        let user = match self.users.insert(new_user, self.clock.now()).await {
+        let mut user = match self.users.insert(new_user, self.clock.now()).await {
             Ok(user) => user,
             Err(RepositoryError::EmailTaken) => return Err(RegisterError::EmailTaken),
             Err(other) => return Err(UnexpectedError::from(other).into()),
         };
         tracing::info!(user_id = %user.id, "user registered");
+        // Every user gets a Stripe Customer. If Stripe is down the account
+        // still exists; the Customer is created when it is first needed.
+        match self.customers.ensure(&user).await {
+            Ok(customer) => user.stripe_customer_id = Some(customer),
+            Err(error) => {
+                tracing::warn!(user_id = %user.id, %error, "could not create the Stripe customer now; will retry at checkout");
+            }
+        }
         Ok(self.open_session(user).await?)
     }
 }

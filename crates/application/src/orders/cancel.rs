@@ -1,5 +1,7 @@
 use domain::{Order, OrderId, OrderStatus, RepositoryError, UserId, ValidationError};
 
+use crate::ports::payment_gateway::{GatewayError, IdempotencyKey, PaymentIntentStatus};
+
 use super::{OrderService, OwnershipError};
 use crate::UnexpectedError;
 
@@ -18,6 +20,8 @@ pub enum CancelOrderError {
     PermissionDenied,
     #[error("an order that is {0} cannot be cancelled")]
     CannotCancel(OrderStatus),
+    #[error("the payment provider failed: {0}")]
+    Provider(#[from] GatewayError),
     #[error(transparent)]
     Unexpected(#[from] UnexpectedError),
 }
@@ -56,6 +60,12 @@ impl OrderService {
         }
         for _ in 0..MAX_ATTEMPTS {
             let mut order = self.owned_order(user, id).await?;
+            if !order.status().can_become(OrderStatus::Cancelled) {
+                return Err(CancelOrderError::CannotCancel(order.status()));
+            }
+            if let Some(paid) = self.cancel_open_intent(&order).await? {
+                return Err(CancelOrderError::CannotCancel(paid));
+            }
             let now = self.clock.now();
             order
                 .cancel(now, reason.clone())
@@ -73,5 +83,47 @@ impl OrderService {
             "order {id} kept changing while it was being cancelled"
         ))
         .into())
+    }
+}
+
+impl OrderService {
+    /// Cancels the order's PaymentIntent at the provider before the order
+    /// itself, so a cancelled order can never be paid afterwards. Returns
+    /// the status that forbids cancelling when the payment turns out to
+    /// have gone through (or to be under way) already.
+    async fn cancel_open_intent(
+        &self,
+        order: &Order,
+    ) -> Result<Option<OrderStatus>, CancelOrderError> {
+        let Some(intent_id) = order.state().payment_intent_id.clone() else {
+            return Ok(None);
+        };
+        let key = IdempotencyKey::new(format!("kessai-order-{}-cancel-{intent_id}", order.id));
+        let intent = match self.gateway.cancel_payment_intent(&intent_id, &key).await {
+            Ok(intent) => intent,
+            // An intent the provider does not know can never be paid.
+            Err(e) if e.is_not_found() => {
+                tracing::warn!(payment_intent = %intent_id, "the order's PaymentIntent is unknown to the provider");
+                return Ok(None);
+            }
+            // Stripe refuses to cancel an intent that succeeded or is
+            // processing; ask it what the intent is now.
+            Err(GatewayError::InvalidRequest { .. }) => {
+                self.gateway.retrieve_payment_intent(&intent_id).await?
+            }
+            Err(other) => return Err(other.into()),
+        };
+        match intent.status {
+            PaymentIntentStatus::Canceled => Ok(None),
+            PaymentIntentStatus::Succeeded => {
+                let settled = self
+                    .settlement
+                    .apply_success(order.clone(), &intent)
+                    .await?;
+                Ok(Some(settled.status()))
+            }
+            // Processing (e.g. konbini): the money may still arrive.
+            _ => Ok(Some(order.status())),
+        }
     }
 }

@@ -10,6 +10,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::ports::{OrderRepository, ProductRepository};
 use domain::{Money, Order, OrderId, UserId};
 
+use crate::payments::Settlement;
+use crate::ports::payment_gateway::PaymentGateway;
 use crate::ports::Clock;
 use crate::UnexpectedError;
 
@@ -25,6 +27,8 @@ const SHOP_UTC_OFFSET_SECONDS: i64 = 9 * 3600;
 pub struct OrderService {
     orders: Arc<dyn OrderRepository>,
     products: Arc<dyn ProductRepository>,
+    gateway: Arc<dyn PaymentGateway>,
+    settlement: Settlement,
     clock: Arc<dyn Clock>,
     shipping_fee: Money,
 }
@@ -33,12 +37,15 @@ impl OrderService {
     pub fn new(
         orders: Arc<dyn OrderRepository>,
         products: Arc<dyn ProductRepository>,
+        gateway: Arc<dyn PaymentGateway>,
         clock: Arc<dyn Clock>,
         shipping_fee: Money,
     ) -> Self {
         Self {
+            settlement: Settlement::new(orders.clone(), clock.clone()),
             orders,
             products,
+            gateway,
             clock,
             shipping_fee,
         }

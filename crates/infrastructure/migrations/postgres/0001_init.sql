@@ -50,6 +50,7 @@ CREATE TABLE orders (
     total                      BIGINT      NOT NULL CHECK (total = subtotal + tax + shipping_fee),
     notes                      TEXT,
     payment_intent_id          TEXT        UNIQUE,    -- the order's current PaymentIntent
+    payment_attempts           BIGINT      NOT NULL DEFAULT 0, -- PaymentIntents created so far (idempotency keys)
     paid_at                    TIMESTAMPTZ,
     cancelled_at               TIMESTAMPTZ,
     cancel_reason              TEXT,
@@ -57,6 +58,11 @@ CREATE TABLE orders (
     last_payment_error_code    TEXT,
     last_payment_error_message TEXT,
     version                    BIGINT      NOT NULL DEFAULT 0, -- bumped by every state save (optimistic lock)
+    -- Who may create this order's PaymentIntent right now, and until when
+    -- (unix ms). A lease, not a transaction: no lock is held across the
+    -- call to Stripe, and a crashed holder's lease simply runs out.
+    intent_lease_owner         TEXT,
+    intent_lease_until_ms      BIGINT      NOT NULL DEFAULT 0,
     created_at                 TIMESTAMPTZ NOT NULL,
     updated_at                 TIMESTAMPTZ NOT NULL
 );

@@ -73,6 +73,25 @@ macro_rules! sql_repositories {
                 .map(User::try_from)
                 .transpose()
             }
+
+            async fn set_stripe_customer(&self, id: UserId, customer_id: &str) -> RepoResult<String> {
+                sqlx::query(
+                    "UPDATE users SET stripe_customer_id = $1 \
+                     WHERE id = $2 AND stripe_customer_id IS NULL",
+                )
+                .bind(customer_id)
+                .bind(id.get())
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                let stored: Option<String> =
+                    sqlx::query_scalar("SELECT stripe_customer_id FROM users WHERE id = $1")
+                        .bind(id.get())
+                        .fetch_one(&self.writer)
+                        .await
+                        .map_err(db_error)?;
+                stored.ok_or_else(|| RepositoryError::Unexpected("customer id was not stored".into()))
+            }
         }
 
         #[async_trait]
@@ -355,7 +374,8 @@ macro_rules! sql_repositories {
                     "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
                      cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
                      last_payment_error_code = $7, last_payment_error_message = $8, \
-                     updated_at = $9, version = version + 1 WHERE id = $10 AND version = $11",
+                     updated_at = $9, payment_attempts = $12, version = version + 1 \
+                     WHERE id = $10 AND version = $11",
                 )
                 .bind(state.status.as_str())
                 .bind(state.payment_intent_id.as_deref())
@@ -368,6 +388,7 @@ macro_rules! sql_repositories {
                 .bind(now)
                 .bind(order.id.get())
                 .bind(order.version())
+                .bind(state.payment_attempts)
                 .execute(&self.writer)
                 .await
                 .map_err(db_error)?;
@@ -377,6 +398,42 @@ macro_rules! sql_repositories {
                 } else {
                     Err(RepositoryError::Conflict)
                 }
+            }
+
+            async fn claim_payment_lease(
+                &self,
+                order: &Order,
+                owner: &str,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> RepoResult<bool> {
+                let result = sqlx::query(
+                    "UPDATE orders SET intent_lease_owner = $1, intent_lease_until_ms = $2 \
+                     WHERE id = $3 AND version = $4 \
+                     AND (intent_lease_owner IS NULL OR intent_lease_until_ms < $5)",
+                )
+                .bind(owner)
+                .bind(until.timestamp_millis())
+                .bind(order.id.get())
+                .bind(order.version())
+                .bind(now.timestamp_millis())
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()> {
+                sqlx::query(
+                    "UPDATE orders SET intent_lease_owner = NULL, intent_lease_until_ms = 0 \
+                     WHERE id = $1 AND intent_lease_owner = $2",
+                )
+                .bind(order.get())
+                .bind(owner)
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(())
             }
         }
     };

@@ -96,6 +96,7 @@ pub(crate) struct OrderRow {
     pub total: i64,
     pub notes: Option<String>,
     pub payment_intent_id: Option<String>,
+    pub payment_attempts: i64,
     pub paid_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
@@ -107,7 +108,7 @@ pub(crate) struct OrderRow {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, currency, subtotal, \
-     tax, shipping_fee, total, notes, payment_intent_id, paid_at, cancelled_at, cancel_reason, \
+     tax, shipping_fee, total, notes, payment_intent_id, payment_attempts, paid_at, cancelled_at, cancel_reason, \
      refunded_amount, last_payment_error_code, last_payment_error_message, created_at, version";
 
 #[derive(sqlx::FromRow)]
@@ -155,6 +156,7 @@ impl OrderRow {
         let state = OrderState {
             status: OrderStatus::parse(&self.status).map_err(|e| bad(&e))?,
             payment_intent_id: self.payment_intent_id,
+            payment_attempts: self.payment_attempts,
             paid_at: self.paid_at,
             cancelled_at: self.cancelled_at,
             cancel_reason: self.cancel_reason,

@@ -239,3 +239,60 @@ mod tests {
         }
     }
 }
+
+/// The gateway used while no Stripe account is configured: every call
+/// fails at once with a clear reason, so registration still works and
+/// payments answer 502 instead of hanging on a connection to nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotConfiguredGateway;
+
+impl NotConfiguredGateway {
+    fn refuse<T>(&self) -> Result<T, GatewayError> {
+        Err(GatewayError::Authentication {
+            message: "STRIPE_SECRET_KEY is not set: no payment provider is configured".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for NotConfiguredGateway {
+    async fn create_customer(
+        &self,
+        _: &NewCustomer,
+        _: &IdempotencyKey,
+    ) -> Result<Customer, GatewayError> {
+        self.refuse()
+    }
+    async fn create_payment_intent(
+        &self,
+        _: &NewPaymentIntent,
+        _: &IdempotencyKey,
+    ) -> Result<PaymentIntent, GatewayError> {
+        self.refuse()
+    }
+    async fn retrieve_payment_intent(&self, _: &str) -> Result<PaymentIntent, GatewayError> {
+        self.refuse()
+    }
+    async fn update_payment_intent_amount(
+        &self,
+        _: &str,
+        _: Money,
+        _: &IdempotencyKey,
+    ) -> Result<PaymentIntent, GatewayError> {
+        self.refuse()
+    }
+    async fn cancel_payment_intent(
+        &self,
+        _: &str,
+        _: &IdempotencyKey,
+    ) -> Result<PaymentIntent, GatewayError> {
+        self.refuse()
+    }
+    async fn create_refund(
+        &self,
+        _: &NewRefund,
+        _: &IdempotencyKey,
+    ) -> Result<Refund, GatewayError> {
+        self.refuse()
+    }
+}

@@ -50,9 +50,25 @@ pub(crate) struct LastPaymentError {
     message: Option<String>,
 }
 
+/// An integer amount. Stripe sends a JSON number; localstripe sends a
+/// string after an update. Both are read; anything else is an error.
+fn amount<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct PaymentIntentObject {
     id: String,
+    #[serde(deserialize_with = "amount")]
     amount: i64,
     currency: String,
     status: String,
@@ -115,6 +131,7 @@ impl From<CustomerObject> for Customer {
 #[derive(Debug, Deserialize)]
 pub(crate) struct RefundObject {
     id: String,
+    #[serde(deserialize_with = "amount")]
     amount: i64,
     currency: String,
     #[serde(default)]
@@ -200,6 +217,20 @@ mod tests {
             serde_json::from_str(r#"{"id":"cus_1","object":"customer","email":null}"#).unwrap();
         assert_eq!(id.into_id(), "cus_1");
         assert_eq!(object.into_id(), "cus_1");
+    }
+
+    #[test]
+    fn amounts_are_read_from_numbers_and_numeric_strings() {
+        let parse = |amount: &str| {
+            serde_json::from_str::<PaymentIntentObject>(&format!(
+                r#"{{"id":"pi_1","amount":{amount},"currency":"jpy","status":"requires_payment_method"}}"#
+            ))
+            .map(|o| o.amount)
+        };
+        assert_eq!(parse("16500").unwrap(), 16500);
+        assert_eq!(parse(r#""17000""#).unwrap(), 17000);
+        assert!(parse(r#""12a""#).is_err());
+        assert!(parse("1.5").is_err());
     }
 
     #[test]

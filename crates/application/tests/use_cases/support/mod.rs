@@ -1,14 +1,17 @@
 //! In-memory fakes of every port and a [`World`] that wires them into the services.
 
+mod gateway;
 mod repos;
 mod services;
 
 use std::sync::Arc;
 
+use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
 use application::{AuthService, CatalogService, OrderService, UnexpectedError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{Currency, Money, RepositoryError};
 
+pub use gateway::FakeGateway;
 pub use repos::{InMemoryOrders, InMemoryProducts, InMemorySessions, InMemoryUsers};
 pub use services::{FakeHasher, FakeTokens, SettableClock};
 
@@ -42,6 +45,7 @@ pub struct World {
     pub hasher: Arc<FakeHasher>,
     pub tokens: Arc<FakeTokens>,
     pub clock: Arc<SettableClock>,
+    pub gateway: Arc<FakeGateway>,
 }
 
 impl World {
@@ -55,6 +59,7 @@ impl World {
             hasher: Arc::default(),
             tokens: Arc::default(),
             clock: Arc::new(SettableClock::at(t0())),
+            gateway: Arc::default(),
         }
     }
 
@@ -66,6 +71,7 @@ impl World {
             self.tokens.clone(),
             self.clock.clone(),
             session_ttl(),
+            CustomerAccounts::new(self.users.clone(), self.gateway.clone()),
         )
     }
 
@@ -73,8 +79,20 @@ impl World {
         OrderService::new(
             self.orders.clone(),
             self.products.clone(),
+            self.gateway.clone(),
             self.clock.clone(),
             shipping_fee(),
+        )
+    }
+
+    pub fn payment_service(&self) -> PaymentService {
+        PaymentService::new(
+            self.orders.clone(),
+            self.users.clone(),
+            self.gateway.clone(),
+            self.clock.clone(),
+            LeaseSettings::default(),
+            "test",
         )
     }
 

@@ -90,6 +90,19 @@ impl UserRepository for InMemoryUsers {
             .find(|u| &u.email == email)
             .cloned())
     }
+
+    async fn set_stripe_customer(&self, id: UserId, customer_id: &str) -> RepoResult<String> {
+        self.failing.check()?;
+        let mut users = lock(&self.users);
+        let user = users
+            .iter_mut()
+            .find(|u| u.id == id)
+            .ok_or_else(|| unexpected("no such user"))?;
+        Ok(user
+            .stripe_customer_id
+            .get_or_insert_with(|| customer_id.to_string())
+            .clone())
+    }
 }
 
 // ---------------------------------------------------------------- sessions
@@ -247,6 +260,8 @@ pub struct InMemoryOrders {
     conflicts_to_inject: AtomicUsize,
     interference: Mutex<Option<Interference>>,
     save_calls: AtomicUsize,
+    /// Order → (lease owner, held until).
+    leases: Mutex<HashMap<OrderId, (String, DateTime<Utc>)>>,
     pub failing: FailSwitch,
 }
 
@@ -347,6 +362,43 @@ impl OrderRepository for InMemoryOrders {
         )
         .at_version(stored.version() + 1);
         order.advance_version();
+        Ok(())
+    }
+
+    async fn claim_payment_lease(
+        &self,
+        order: &Order,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> RepoResult<bool> {
+        self.failing.check()?;
+        let orders = lock(&self.orders);
+        let stored = orders
+            .get(&order.id)
+            .ok_or_else(|| unexpected("no such order"))?;
+        if stored.version() != order.version() {
+            return Ok(false);
+        }
+        let mut leases = lock(&self.leases);
+        match leases.get(&order.id) {
+            Some((_, held_until)) if *held_until >= now => Ok(false),
+            _ => {
+                leases.insert(order.id, (owner.to_string(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()> {
+        self.failing.check()?;
+        let mut leases = lock(&self.leases);
+        if leases
+            .get(&order)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            leases.remove(&order);
+        }
         Ok(())
     }
 }

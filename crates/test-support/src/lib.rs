@@ -62,3 +62,20 @@ pub async fn fresh_postgres_database() -> String {
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
+
+/// The localstripe server tests use: `TEST_LOCALSTRIPE_URL`, which
+/// `scripts/test.sh` sets after starting one on loopback.
+pub fn localstripe_url() -> String {
+    std::env::var("TEST_LOCALSTRIPE_URL").expect(
+        "TEST_LOCALSTRIPE_URL is not set: run the tests with scripts/test.sh, which starts \
+         localstripe, or start one with `scripts/localstripe.sh start DIR`",
+    )
+}
+
+/// A loopback address where nothing listens (a port that was just free).
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}

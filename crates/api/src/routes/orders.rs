@@ -224,6 +224,7 @@ pub async fn get_order(
         (status = 404, description = "`order_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`order_cannot_cancel`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`payment_provider_error`: the PaymentIntent could not be cancelled; the order is unchanged", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel_order(

@@ -35,6 +35,46 @@ macro_rules! on_both_backends {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Any `sk_test_` key works with localstripe.
+pub const STRIPE_TEST_KEY: &str = "sk_test_kessai_integration";
+
+/// Generates, for each named `async fn name(app: TestApp)`, one test on
+/// SQLite and one on PostgreSQL, both using localstripe as Stripe.
+#[macro_export]
+macro_rules! with_localstripe_on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::spawn_app_with_localstripe($crate::helpers::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::spawn_app_with_localstripe($crate::helpers::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
+
+/// kessai talking to the localstripe that `scripts/test.sh` started.
+pub async fn spawn_app_with_localstripe(backend: Backend) -> TestApp {
+    let base = test_support::localstripe_url();
+    spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY),
+            ("STRIPE_API_BASE", &base),
+        ],
+    )
+    .await
+}
+
 /// A running kessai. Dropping it shuts the server down.
 pub struct TestApp {
     pub address: String,

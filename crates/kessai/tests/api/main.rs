@@ -11,3 +11,4 @@ mod catalog;
 mod errors;
 mod operations;
 mod orders;
+mod payments;

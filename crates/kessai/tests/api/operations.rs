@@ -32,6 +32,7 @@ async fn the_openapi_document_covers_the_contract(app: TestApp) {
         ("/api/orders", "get"),
         ("/api/orders/{id}", "get"),
         ("/api/orders/{id}/cancel", "post"),
+        ("/api/payments/intent", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {

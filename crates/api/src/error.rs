@@ -5,6 +5,8 @@ use application::auth::{AuthenticateError, LoginError, RegisterError};
 use application::orders::{CancelOrderError, CreateOrderError, GetOrderError};
 use application::payments::CreateIntentError;
 use application::ports::payment_gateway::GatewayError;
+use application::ports::webhooks::WebhookRejection;
+use application::webhooks::HandleWebhookError;
 use application::UnexpectedError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -259,6 +261,24 @@ impl From<CreateIntentError> for ApiError {
             ),
             CreateIntentError::Provider(g) => g.into(),
             CreateIntentError::Unexpected(u) => u.into(),
+        }
+    }
+}
+
+impl From<HandleWebhookError> for ApiError {
+    fn from(e: HandleWebhookError) -> Self {
+        match e {
+            HandleWebhookError::Rejected(WebhookRejection::InvalidSignature(_)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                "Webhook signature verification failed",
+            ),
+            HandleWebhookError::Rejected(WebhookRejection::InvalidPayload(_)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_payload",
+                "The webhook payload is not a Stripe event",
+            ),
+            HandleWebhookError::Unexpected(u) => u.into(),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use application::payments::PaymentService;
 use application::ports::ReadinessProbe;
+use application::webhooks::WebhookService;
 use application::{AuthService, CatalogService, OrderService};
 use axum::Router;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub orders: OrderService,
     pub catalog: CatalogService,
     pub payments: PaymentService,
+    pub webhooks: WebhookService,
     pub readiness: Arc<dyn ReadinessProbe>,
     pub cookies: CookieSettings,
 }

@@ -17,7 +17,7 @@ use crate::AppState;
         auth::register, auth::login, auth::logout, auth::me,
         catalog::list_products,
         orders::create_order, orders::list_orders, orders::get_order, orders::cancel_order,
-        payments::create_payment_intent,
+        payments::create_payment_intent, payments::receive_webhook,
         ops::healthz, ops::readyz,
     ),
     components(schemas(crate::error::Problem)),

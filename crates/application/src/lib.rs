@@ -6,10 +6,14 @@ pub mod catalog;
 pub mod orders;
 pub mod payments;
 pub mod ports;
+pub mod webhooks;
 
 use std::sync::Arc;
 
-use domain::ports::{OrderRepository, ProductRepository, SessionRepository, UserRepository};
+use domain::ports::{
+    OrderRepository, OutboxRepository, ProductRepository, SessionRepository, UserRepository,
+    WebhookEventRepository,
+};
 
 pub use auth::AuthService;
 pub use catalog::CatalogService;
@@ -22,6 +26,8 @@ pub struct Repositories {
     pub sessions: Arc<dyn SessionRepository>,
     pub products: Arc<dyn ProductRepository>,
     pub orders: Arc<dyn OrderRepository>,
+    pub webhook_events: Arc<dyn WebhookEventRepository>,
+    pub outbox: Arc<dyn OutboxRepository>,
 }
 
 /// A failure the caller cannot act on (storage down, a bug). Its details go

@@ -55,6 +55,8 @@ pub trait OrderRepository: Send + Sync {
     async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>>;
     /// The user's orders, newest first.
     async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>>;
+    /// The order whose current PaymentIntent is `payment_intent_id`.
+    async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>>;
     /// Writes the order's state if, and only if, nobody saved the order
     /// since it was read (its version is unchanged), and advances the
     /// version (of the stored row and of `order`). Two writers racing from
@@ -76,4 +78,78 @@ pub trait OrderRepository: Send + Sync {
     ) -> RepoResult<bool>;
     /// Gives up a claim made by `owner` (no-op if it is not the holder).
     async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()>;
+}
+
+/// A webhook event as kessai recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEventRecord {
+    pub id: String,
+    pub kind: String,
+    /// The provider's timestamp, unix seconds.
+    pub created: i64,
+    pub received_at: DateTime<Utc>,
+    /// What processing did: `applied`, `ignored`, `mismatch`, `foreign`, `review`.
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub order_id: Option<OrderId>,
+    pub payment_intent_id: Option<String>,
+    /// The verified raw body, kept for replay.
+    pub payload: String,
+}
+
+/// Follow-up work queued with a change and done after it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub topic: String,
+    pub order_id: OrderId,
+}
+
+/// A queued message, as the dispatcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOutboxMessage {
+    pub id: i64,
+    pub message: OutboxMessage,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRecorded {
+    Recorded,
+    /// The event id was recorded before: nothing was written.
+    Duplicate,
+}
+
+#[async_trait]
+pub trait WebhookEventRepository: Send + Sync {
+    async fn find(&self, id: &str) -> RepoResult<Option<WebhookEventRecord>>;
+
+    /// In one transaction: records `event` (a known id → `Duplicate`, and
+    /// nothing is written), saves `order`'s state when given (as
+    /// [`OrderRepository::save_state`]: a stale version is a `Conflict` and
+    /// rolls everything back), and queues `outbox`.
+    async fn record(
+        &self,
+        event: &WebhookEventRecord,
+        order: Option<&mut Order>,
+        outbox: &[OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> RepoResult<EventRecorded>;
+
+    /// Like [`Self::record`] for an event being replayed: overwrites the
+    /// stored outcome instead of refusing the known id.
+    async fn record_replay(
+        &self,
+        event: &WebhookEventRecord,
+        order: Option<&mut Order>,
+        outbox: &[OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> RepoResult<()>;
+}
+
+#[async_trait]
+pub trait OutboxRepository: Send + Sync {
+    /// Up to `limit` messages not yet dispatched, oldest first.
+    async fn pending(&self, limit: i64) -> RepoResult<Vec<PendingOutboxMessage>>;
+    async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()>;
+    async fn mark_failed(&self, id: i64) -> RepoResult<()>;
 }

@@ -95,6 +95,8 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_api_base: Url,
     pub stripe_webhook_secrets: Vec<SecretString>,
+    /// How far a webhook's signed timestamp may be from now, in seconds.
+    pub stripe_webhook_tolerance_seconds: i64,
     /// `None`: a random key per start (tokens die with the process).
     pub auth_secret: Option<SecretString>,
     pub access_token_ttl: Duration,
@@ -171,6 +173,13 @@ impl Settings {
             })
             .unwrap_or_default();
 
+        let stripe_webhook_tolerance_seconds = parse_number(
+            "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+            get("STRIPE_WEBHOOK_TOLERANCE_SECONDS"),
+            300,
+            1,
+            24 * 3600,
+        )?;
         let auth_secret = match get("AUTH_SECRET") {
             Some(v) if v.len() < 32 => {
                 return Err(invalid("AUTH_SECRET", "must be at least 32 characters"))
@@ -206,6 +215,7 @@ impl Settings {
             stripe_secret_key,
             stripe_api_base,
             stripe_webhook_secrets,
+            stripe_webhook_tolerance_seconds,
             auth_secret,
             access_token_ttl: Duration::from_secs(ttl_seconds as u64),
             cookie_secure,

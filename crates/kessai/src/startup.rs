@@ -10,12 +10,14 @@ use api::{AppState, CookieSettings};
 use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
 use application::ports::payment_gateway::PaymentGateway;
 use application::ports::{Clock, SystemClock};
+use application::webhooks::WebhookService;
 use application::{AuthService, CatalogService, OrderService};
 use domain::{Currency, Money};
 use infrastructure::catalog::{demo_catalog, load_catalog_file};
 use infrastructure::config::Settings;
 use infrastructure::db::{Database, PoolOptions};
 use infrastructure::password::Argon2Hasher;
+use infrastructure::stripe::webhook::StripeWebhookDecoder;
 use infrastructure::stripe::{NotConfiguredGateway, StripeClient, StripeConfig};
 use infrastructure::token::HmacTokenIssuer;
 use secrecy::{ExposeSecret, SecretSlice};
@@ -99,6 +101,19 @@ impl Application {
             clock.clone(),
             shipping_fee,
         );
+        if settings.stripe_webhook_secrets.is_empty() {
+            tracing::warn!("STRIPE_WEBHOOK_SECRET is not set: every webhook will be rejected");
+        }
+        let webhooks = WebhookService::new(
+            Arc::new(StripeWebhookDecoder::new(
+                settings.stripe_webhook_secrets.clone(),
+                settings.stripe_webhook_tolerance_seconds,
+            )),
+            repositories.orders.clone(),
+            repositories.webhook_events.clone(),
+            gateway.clone(),
+            clock.clone(),
+        );
         let payments = PaymentService::new(
             repositories.orders.clone(),
             repositories.users.clone(),
@@ -112,6 +127,7 @@ impl Application {
             orders,
             catalog,
             payments,
+            webhooks,
             readiness: Arc::new(database.clone()),
             cookies: CookieSettings {
                 secure: settings.cookie_secure,

@@ -98,20 +98,31 @@ impl OrderService {
         let Some(intent_id) = order.state().payment_intent_id.clone() else {
             return Ok(None);
         };
-        let key = IdempotencyKey::new(format!("kessai-order-{}-cancel-{intent_id}", order.id));
-        let intent = match self.gateway.cancel_payment_intent(&intent_id, &key).await {
+        // Ask first: cancelling only what can be cancelled means the
+        // cancel's idempotency key is never spent on a refusal that Stripe
+        // would replay for a day.
+        let current = match self.gateway.retrieve_payment_intent(&intent_id).await {
             Ok(intent) => intent,
             // An intent the provider does not know can never be paid.
             Err(e) if e.is_not_found() => {
                 tracing::warn!(payment_intent = %intent_id, "the order's PaymentIntent is unknown to the provider");
                 return Ok(None);
             }
-            // Stripe refuses to cancel an intent that succeeded or is
-            // processing; ask it what the intent is now.
-            Err(GatewayError::InvalidRequest { .. }) => {
-                self.gateway.retrieve_payment_intent(&intent_id).await?
-            }
             Err(other) => return Err(other.into()),
+        };
+        let intent = if current.status.is_awaiting_customer() {
+            let key = IdempotencyKey::new(format!("kessai-order-{}-cancel-{intent_id}", order.id));
+            match self.gateway.cancel_payment_intent(&intent_id, &key).await {
+                Ok(intent) => intent,
+                // It moved on between the two calls (the customer paid):
+                // ask again what it is now.
+                Err(GatewayError::InvalidRequest { .. }) => {
+                    self.gateway.retrieve_payment_intent(&intent_id).await?
+                }
+                Err(other) => return Err(other.into()),
+            }
+        } else {
+            current
         };
         match intent.status {
             PaymentIntentStatus::Canceled => Ok(None),

@@ -150,10 +150,14 @@ impl PaymentService {
             PaymentIntentStatus::Canceled => self.create_new(user, order).await,
             ref status if status.is_awaiting_customer() && !intent.charges(order.total()) => {
                 let total = order.total();
+                // The key names the change (from what, to what), so a second
+                // correction is a new request, not a replay of the first.
                 let key = IdempotencyKey::new(format!(
-                    "kessai-order-{}-intent-v{}-amount-{}-{}",
+                    "kessai-order-{}-intent-v{}-amount-{}{}-to-{}{}",
                     order.id,
                     order.state().payment_attempts,
+                    intent.amount,
+                    intent.currency,
                     total.minor_units(),
                     total.currency()
                 ));
@@ -161,6 +165,16 @@ impl PaymentService {
                     .gateway
                     .update_payment_intent_amount(&intent.id, total, &key)
                     .await?;
+                // Read it back: a replayed answer to an identical earlier
+                // correction says nothing about the intent now.
+                let updated = self.gateway.retrieve_payment_intent(&updated.id).await?;
+                if !updated.charges(total) {
+                    return Err(GatewayError::Api {
+                        status: 200,
+                        message: "the PaymentIntent amount could not be corrected".into(),
+                    }
+                    .into());
+                }
                 tracing::info!(payment_intent = %updated.id, amount = %total, "PaymentIntent amount updated to the order total");
                 Ok(Round::Ready(output(updated, total)?))
             }
@@ -226,9 +240,18 @@ impl PaymentService {
                 Ok(Round::Ready(output(intent, total)?))
             }
             Err(RepositoryError::Conflict) => {
-                // The order changed while we were at Stripe (cancelled, or
-                // paid through another path). This intent was never handed
-                // out: cancel it so it cannot be paid, then decide again.
+                // The order changed while we were at Stripe. If it now holds
+                // this very intent, another caller (whose lease followed our
+                // expired one) recorded it with the same idempotency key:
+                // it is the order's, hand it out.
+                if let Some(stored) = self.orders.find_by_id(order.id).await? {
+                    if stored.state().payment_intent_id.as_deref() == Some(intent.id.as_str()) {
+                        return Ok(Round::Again);
+                    }
+                }
+                // Otherwise (cancelled, or paid through another path) this
+                // intent was never handed out: cancel it so it cannot be
+                // paid, then decide again.
                 let cancel_key = IdempotencyKey::new(format!(
                     "kessai-order-{}-intent-v{attempt}-cancel",
                     order.id

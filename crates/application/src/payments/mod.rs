@@ -16,11 +16,13 @@ use crate::ports::Clock;
 
 pub use create_intent::{CreateIntentError, IntentOutput};
 pub use customers::{CustomerAccounts, EnsureCustomerError};
-pub use settle::Settlement;
+pub use settle::{settle_success, Settlement, SuccessOutcome};
 
 /// How long a caller may hold the right to create an order's PaymentIntent,
-/// and how long others wait for it. The Stripe client's own retries
-/// finish well within it.
+/// and how long others wait for it. The lease must outlast the holder's
+/// worst case (two Stripe calls, each with the client's timeouts and
+/// retries: about 2 × 3 × 10 s); if it does not, a late holder still never
+/// cancels an intent the order has recorded.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseSettings {
     pub ttl: Duration,
@@ -31,7 +33,7 @@ pub struct LeaseSettings {
 impl Default for LeaseSettings {
     fn default() -> Self {
         Self {
-            ttl: Duration::seconds(60),
+            ttl: Duration::seconds(120),
             max_wait: std::time::Duration::from_secs(30),
             poll: std::time::Duration::from_millis(50),
         }

@@ -69,3 +69,4 @@ pub trait ReadinessProbe: Send + Sync {
 }
 
 pub mod payment_gateway;
+pub mod webhooks;

@@ -1,5 +1,10 @@
+use std::collections::BTreeMap;
+
 use application::orders::{
     CancelOrderError, CreateOrderError, CreateOrderInput, GetOrderError, OrderItemInput,
+};
+use application::ports::payment_gateway::{
+    GatewayError, IdempotencyKey, NewPaymentIntent, PaymentGateway, PaymentIntentStatus,
 };
 use chrono::{Duration, TimeZone, Utc};
 use domain::{
@@ -7,7 +12,7 @@ use domain::{
     Product, Quantity, UserId, ValidationError,
 };
 
-use crate::support::{assert_injected, shipping_fee, t0, yen, World};
+use crate::support::{assert_injected, shipping_fee, t0, yen, Op, World};
 
 const ALICE: UserId = UserId::new(1);
 const BOB: UserId = UserId::new(2);
@@ -67,6 +72,37 @@ fn seed(world: &World, user: UserId, product: &Product, advance: impl FnOnce(&mu
 fn paid(order: &mut Order) {
     order.begin_payment("pi_test".to_string()).unwrap();
     order.mark_paid(t0()).unwrap();
+}
+
+/// Places an order of one `product` for `user` and gives it a PaymentIntent
+/// at the provider, moved to `status`. Returns the stored order and the
+/// intent's id.
+async fn awaiting_payment(
+    world: &World,
+    user: UserId,
+    product: &Product,
+    status: PaymentIntentStatus,
+) -> (Order, String) {
+    let placed = place(world, user, product).await;
+    let intent = world
+        .gateway
+        .create_payment_intent(
+            &NewPaymentIntent {
+                amount: placed.total(),
+                customer: None,
+                metadata: BTreeMap::from([("order_id".to_string(), placed.id.to_string())]),
+            },
+            &IdempotencyKey::new(format!("test-order-{}", placed.id)),
+        )
+        .await
+        .unwrap();
+    world.gateway.set_status(&intent.id, status);
+    let mut order = world.orders.get(placed.id).unwrap();
+    order.begin_payment(intent.id.clone()).unwrap();
+    let version = order.version() + 1;
+    let order = order.at_version(version);
+    world.orders.put(order.clone());
+    (order, intent.id)
 }
 
 #[track_caller]
@@ -632,4 +668,265 @@ async fn cancel_order_reports_a_storage_failure_as_unexpected() {
         Err(CancelOrderError::Unexpected(e)) => assert_injected(&e),
         other => panic!("expected Unexpected, got {other:?}"),
     }
+}
+
+// ---------------------------------------------------------------- cancel_order and the PaymentIntent
+
+#[tokio::test]
+async fn cancel_order_of_an_order_without_intent_does_not_call_the_provider() {
+    let (world, tea, _) = shop();
+    let placed = place(&world, ALICE, &tea).await;
+
+    world
+        .order_service()
+        .cancel_order(ALICE, placed.id, None)
+        .await
+        .unwrap();
+
+    assert_eq!(world.gateway.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn cancel_order_cancels_the_open_intent_at_the_provider_then_the_order() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) = awaiting_payment(
+        &world,
+        ALICE,
+        &tea,
+        PaymentIntentStatus::RequiresPaymentMethod,
+    )
+    .await;
+
+    let cancelled = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await
+        .unwrap();
+
+    assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+    assert_eq!(
+        world.gateway.intent(&intent_id).unwrap().status,
+        PaymentIntentStatus::Canceled
+    );
+    assert_eq!(world.gateway.calls_to(Op::CancelIntent), 1);
+    let stored = world.orders.get(order.id).unwrap();
+    assert_eq!(stored.status(), OrderStatus::Cancelled);
+    assert_eq!(stored.state().payment_intent_id, Some(intent_id));
+}
+
+#[tokio::test]
+async fn cancel_order_cancels_the_order_of_an_intent_cancelled_before() {
+    let (world, tea, _) = shop();
+    let (order, _) = awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Canceled).await;
+
+    let cancelled = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await
+        .unwrap();
+
+    assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+    assert_eq!(
+        world.orders.get(order.id).unwrap().status(),
+        OrderStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn cancel_order_of_a_succeeded_intent_records_the_payment_and_refuses() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) =
+        awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Succeeded).await;
+    world.clock.advance(Duration::minutes(3));
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CancelOrderError::CannotCancel(OrderStatus::Paid))
+        ),
+        "{result:?}"
+    );
+    let stored = world.orders.get(order.id).unwrap();
+    assert_eq!(stored.status(), OrderStatus::Paid);
+    assert_eq!(stored.state().paid_at, Some(t0() + Duration::minutes(3)));
+    assert_eq!(
+        world.gateway.intent(&intent_id).unwrap().status,
+        PaymentIntentStatus::Succeeded
+    );
+}
+
+/// Money was taken, but not the order's total: the order is neither paid
+/// nor cancellable (it needs review), and the refusal names its status.
+#[tokio::test]
+async fn cancel_order_of_a_succeeded_intent_of_the_wrong_amount_refuses_and_changes_nothing() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) =
+        awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Succeeded).await;
+    world.gateway.edit_intent(&intent_id, |i| i.amount -= 1);
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CancelOrderError::CannotCancel(OrderStatus::AwaitingPayment))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(world.orders.get(order.id), Some(order));
+}
+
+#[tokio::test]
+async fn cancel_order_of_a_processing_intent_refuses_and_changes_nothing() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) =
+        awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Processing).await;
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CancelOrderError::CannotCancel(OrderStatus::AwaitingPayment))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(world.orders.get(order.id), Some(order));
+    assert_eq!(world.orders.save_calls(), 0);
+    assert_eq!(
+        world.gateway.intent(&intent_id).unwrap().status,
+        PaymentIntentStatus::Processing
+    );
+}
+
+#[tokio::test]
+async fn cancel_order_while_the_provider_is_down_fails_and_changes_nothing() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) = awaiting_payment(
+        &world,
+        ALICE,
+        &tea,
+        PaymentIntentStatus::RequiresPaymentMethod,
+    )
+    .await;
+    world.gateway.set_down(true);
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CancelOrderError::Provider(GatewayError::Network { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(world.orders.get(order.id), Some(order));
+    assert_eq!(world.orders.save_calls(), 0);
+    assert_eq!(
+        world.gateway.intent(&intent_id).unwrap().status,
+        PaymentIntentStatus::RequiresPaymentMethod
+    );
+}
+
+#[tokio::test]
+async fn cancel_order_fails_when_the_provider_refuses_and_cannot_say_why() {
+    let (world, tea, _) = shop();
+    let (order, _) = awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Succeeded).await;
+    world.gateway.fail(
+        Op::RetrieveIntent,
+        1,
+        GatewayError::Api {
+            status: 503,
+            message: "unavailable".into(),
+        },
+    );
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(
+        matches!(
+            result,
+            Err(CancelOrderError::Provider(GatewayError::Api {
+                status: 503,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(world.orders.get(order.id), Some(order));
+}
+
+#[tokio::test]
+async fn cancel_order_of_an_intent_unknown_to_the_provider_cancels_the_order() {
+    let (world, tea, _) = shop();
+    let seeded = seed(&world, ALICE, &tea, |o| {
+        o.begin_payment("pi_unknown".to_string()).unwrap();
+    });
+
+    let cancelled = world
+        .order_service()
+        .cancel_order(ALICE, seeded.id, None)
+        .await
+        .unwrap();
+
+    assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+    // Asked once, and nothing left to cancel.
+    assert_eq!(world.gateway.calls_to(Op::RetrieveIntent), 1);
+    assert_eq!(world.gateway.calls_to(Op::CancelIntent), 0);
+    assert_eq!(
+        world.orders.get(seeded.id).unwrap().status(),
+        OrderStatus::Cancelled
+    );
+}
+
+/// Fixed (orders/cancel.rs, `cancel_open_intent`): the cancel's idempotency
+/// key names only the order and the intent, and Stripe saves a refused
+/// request's answer under its key too. Once a processing payment fails
+/// (the intent is open again), cancelling again within 24 h replays the
+/// old refusal, and the re-read open intent is taken as "cannot cancel".
+#[tokio::test]
+async fn cancel_order_succeeds_once_a_processing_payment_failed() {
+    let (world, tea, _) = shop();
+    let (order, intent_id) =
+        awaiting_payment(&world, ALICE, &tea, PaymentIntentStatus::Processing).await;
+    let refused = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+    assert!(
+        matches!(refused, Err(CancelOrderError::CannotCancel(_))),
+        "{refused:?}"
+    );
+    // The bank debit failed: the customer may pay again, or cancel.
+    world
+        .gateway
+        .set_status(&intent_id, PaymentIntentStatus::RequiresPaymentMethod);
+
+    let result = world
+        .order_service()
+        .cancel_order(ALICE, order.id, None)
+        .await;
+
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        world.gateway.intent(&intent_id).unwrap().status,
+        PaymentIntentStatus::Canceled
+    );
 }

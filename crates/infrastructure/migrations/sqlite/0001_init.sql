@@ -78,3 +78,33 @@ CREATE TABLE order_items (
     subtotal     INTEGER NOT NULL CHECK (subtotal = unit_price * quantity),
     PRIMARY KEY (order_id, line_no)
 );
+
+-- Every event Stripe delivered, once. The primary key makes processing
+-- exactly-once: the row is inserted in the same transaction as the change
+-- the event causes, so a duplicate delivery (even a concurrent one, on
+-- another instance) finds it and changes nothing.
+CREATE TABLE webhook_events (
+    id                TEXT    PRIMARY KEY,            -- Stripe's evt_…
+    type              TEXT    NOT NULL,
+    created           INTEGER  NOT NULL,                 -- Stripe's timestamp, unix seconds
+    received_at       TEXT    NOT NULL,
+    outcome           TEXT    NOT NULL,               -- applied, ignored, mismatch, foreign, review
+    detail            TEXT,
+    order_id          INTEGER  REFERENCES orders (id),
+    payment_intent_id TEXT,
+    payload           TEXT    NOT NULL                -- the verified body, for replay
+);
+CREATE INDEX webhook_events_order_id ON webhook_events (order_id);
+
+-- Work that must follow a committed change but is too slow (or too
+-- fallible) to do inside a webhook request: notifications. Written in the
+-- same transaction as the change, dispatched after commit.
+CREATE TABLE outbox (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic         TEXT    NOT NULL,                   -- e.g. order_paid
+    order_id      INTEGER  NOT NULL REFERENCES orders (id),
+    created_at    TEXT    NOT NULL,
+    attempts      INTEGER  NOT NULL DEFAULT 0,
+    dispatched_at TEXT
+);
+CREATE INDEX outbox_pending ON outbox (id) WHERE dispatched_at IS NULL;

@@ -69,12 +69,16 @@ impl Database {
                 sessions: s.clone(),
                 products: s.clone(),
                 orders: s.clone(),
+                webhook_events: s.clone(),
+                outbox: s.clone(),
             },
             Self::Postgres(s) => Repositories {
                 users: s.clone(),
                 sessions: s.clone(),
                 products: s.clone(),
                 orders: s.clone(),
+                webhook_events: s.clone(),
+                outbox: s.clone(),
             },
         }
     }

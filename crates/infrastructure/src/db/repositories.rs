@@ -9,7 +9,9 @@ macro_rules! sql_repositories {
         use async_trait::async_trait;
         use chrono::{DateTime, NaiveDate, Utc};
         use domain::ports::{
-            OrderRepository, ProductRepository, RepoResult, SessionRepository, UserRepository,
+            EventRecorded, OrderRepository, OutboxMessage, OutboxRepository, PendingOutboxMessage,
+            ProductRepository, RepoResult, SessionRepository, UserRepository, WebhookEventRecord,
+            WebhookEventRepository,
         };
         use domain::{
             Email, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderStatus,
@@ -365,38 +367,24 @@ macro_rules! sql_repositories {
             }
 
             async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()> {
-                let state = order.state();
-                let (error_code, error_message) = match &state.last_payment_error {
-                    Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
-                    None => (None, None),
-                };
-                let result = sqlx::query(
-                    "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
-                     cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
-                     last_payment_error_code = $7, last_payment_error_message = $8, \
-                     updated_at = $9, payment_attempts = $12, version = version + 1 \
-                     WHERE id = $10 AND version = $11",
-                )
-                .bind(state.status.as_str())
-                .bind(state.payment_intent_id.as_deref())
-                .bind(state.paid_at)
-                .bind(state.cancelled_at)
-                .bind(state.cancel_reason.as_deref())
-                .bind(state.refunded_amount.minor_units())
-                .bind(error_code)
-                .bind(error_message)
-                .bind(now)
-                .bind(order.id.get())
-                .bind(order.version())
-                .bind(state.payment_attempts)
-                .execute(&self.writer)
-                .await
-                .map_err(db_error)?;
-                if result.rows_affected() == 1 {
+                if write_state(&self.writer, order, now).await.map_err(db_error)? {
                     order.advance_version();
                     Ok(())
                 } else {
                     Err(RepositoryError::Conflict)
+                }
+            }
+
+            async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>> {
+                let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = $1");
+                let row = sqlx::query_as::<_, OrderRow>(&sql)
+                    .bind(payment_intent_id)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(db_error)?;
+                match row {
+                    Some(row) => Ok(self.assemble(vec![row]).await?.pop()),
+                    None => Ok(None),
                 }
             }
 
@@ -433,6 +421,205 @@ macro_rules! sql_repositories {
                 .execute(&self.writer)
                 .await
                 .map_err(db_error)?;
+                Ok(())
+            }
+        }
+        /// Writes `order`'s state over the version it was read at; false
+        /// when the stored version moved on (someone else saved first).
+        async fn write_state<'e, E>(executor: E, order: &Order, now: DateTime<Utc>) -> Result<bool, sqlx::Error>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let state = order.state();
+            let (error_code, error_message) = match &state.last_payment_error {
+                Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
+                None => (None, None),
+            };
+            let result = sqlx::query(
+                "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
+                 cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
+                 last_payment_error_code = $7, last_payment_error_message = $8, \
+                 updated_at = $9, payment_attempts = $12, version = version + 1 \
+                 WHERE id = $10 AND version = $11",
+            )
+            .bind(state.status.as_str())
+            .bind(state.payment_intent_id.as_deref())
+            .bind(state.paid_at)
+            .bind(state.cancelled_at)
+            .bind(state.cancel_reason.as_deref())
+            .bind(state.refunded_amount.minor_units())
+            .bind(error_code)
+            .bind(error_message)
+            .bind(now)
+            .bind(order.id.get())
+            .bind(order.version())
+            .bind(state.payment_attempts)
+            .execute(executor)
+            .await?;
+            Ok(result.rows_affected() == 1)
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct WebhookEventRow {
+            id: String,
+            #[sqlx(rename = "type")]
+            kind: String,
+            created: i64,
+            received_at: DateTime<Utc>,
+            outcome: String,
+            detail: Option<String>,
+            order_id: Option<i64>,
+            payment_intent_id: Option<String>,
+            payload: String,
+        }
+
+        impl SqlStore<$db> {
+            /// The shared body of `record` and `record_replay`.
+            async fn record_event(
+                &self,
+                event: &WebhookEventRecord,
+                order: Option<&mut Order>,
+                outbox: &[OutboxMessage],
+                now: DateTime<Utc>,
+                replay: bool,
+            ) -> RepoResult<EventRecorded> {
+                let mut tx = self.writer.begin().await.map_err(db_error)?;
+                let insert = if replay {
+                    "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
+                     order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
+                     order_id = excluded.order_id"
+                } else {
+                    "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
+                     order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO NOTHING"
+                };
+                let inserted = sqlx::query(insert)
+                    .bind(&event.id)
+                    .bind(&event.kind)
+                    .bind(event.created)
+                    .bind(event.received_at)
+                    .bind(&event.outcome)
+                    .bind(event.detail.as_deref())
+                    .bind(event.order_id.map(|id| id.get()))
+                    .bind(event.payment_intent_id.as_deref())
+                    .bind(&event.payload)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                if inserted.rows_affected() == 0 {
+                    // Another delivery of this event got here first.
+                    return Ok(EventRecorded::Duplicate);
+                }
+                let mut saved = false;
+                if let Some(order) = &order {
+                    if !write_state(&mut *tx, order, now).await.map_err(db_error)? {
+                        return Err(RepositoryError::Conflict);
+                    }
+                    saved = true;
+                }
+                for message in outbox {
+                    sqlx::query("INSERT INTO outbox (topic, order_id, created_at) VALUES ($1, $2, $3)")
+                        .bind(&message.topic)
+                        .bind(message.order_id.get())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)?;
+                if let (true, Some(order)) = (saved, order) {
+                    order.advance_version();
+                }
+                Ok(EventRecorded::Recorded)
+            }
+        }
+
+        #[async_trait]
+        impl WebhookEventRepository for SqlStore<$db> {
+            async fn find(&self, id: &str) -> RepoResult<Option<WebhookEventRecord>> {
+                let row = sqlx::query_as::<_, WebhookEventRow>(
+                    "SELECT id, type, created, received_at, outcome, detail, order_id, \
+                     payment_intent_id, payload FROM webhook_events WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?;
+                Ok(row.map(|r| WebhookEventRecord {
+                    id: r.id,
+                    kind: r.kind,
+                    created: r.created,
+                    received_at: r.received_at,
+                    outcome: r.outcome,
+                    detail: r.detail,
+                    order_id: r.order_id.map(OrderId::new),
+                    payment_intent_id: r.payment_intent_id,
+                    payload: r.payload,
+                }))
+            }
+
+            async fn record(
+                &self,
+                event: &WebhookEventRecord,
+                order: Option<&mut Order>,
+                outbox: &[OutboxMessage],
+                now: DateTime<Utc>,
+            ) -> RepoResult<EventRecorded> {
+                self.record_event(event, order, outbox, now, false).await
+            }
+
+            async fn record_replay(
+                &self,
+                event: &WebhookEventRecord,
+                order: Option<&mut Order>,
+                outbox: &[OutboxMessage],
+                now: DateTime<Utc>,
+            ) -> RepoResult<()> {
+                self.record_event(event, order, outbox, now, true).await.map(|_| ())
+            }
+        }
+
+        #[async_trait]
+        impl OutboxRepository for SqlStore<$db> {
+            async fn pending(&self, limit: i64) -> RepoResult<Vec<PendingOutboxMessage>> {
+                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT id, topic, order_id, attempts FROM outbox \
+                     WHERE dispatched_at IS NULL ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, topic, order_id, attempts)| PendingOutboxMessage {
+                        id,
+                        message: OutboxMessage {
+                            topic,
+                            order_id: OrderId::new(order_id),
+                        },
+                        attempts,
+                    })
+                    .collect())
+            }
+
+            async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()> {
+                sqlx::query("UPDATE outbox SET dispatched_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn mark_failed(&self, id: i64) -> RepoResult<()> {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(db_error)?;
                 Ok(())
             }
         }

@@ -5,6 +5,7 @@
 
 mod objects;
 mod transport;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,7 +43,7 @@ impl StripeConfig {
             api_base,
             secret_key,
             connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
     }

@@ -152,6 +152,36 @@ impl From<RefundObject> for Refund {
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChargeObject {
+    id: String,
+    #[serde(deserialize_with = "amount")]
+    amount: i64,
+    #[serde(default, deserialize_with = "optional_amount")]
+    amount_refunded: Option<i64>,
+    currency: String,
+    #[serde(default)]
+    payment_intent: Option<Expandable>,
+}
+
+fn optional_amount<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    amount(deserializer).map(Some)
+}
+
+impl From<ChargeObject> for application::ports::webhooks::Charge {
+    fn from(o: ChargeObject) -> Self {
+        Self {
+            id: o.id,
+            payment_intent: o.payment_intent.map(Expandable::into_id),
+            amount: o.amount,
+            amount_refunded: o.amount_refunded.unwrap_or(0),
+            currency: o.currency.to_ascii_lowercase(),
+        }
+    }
+}
+
 /// `{"error": {...}}`, Stripe's error envelope.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ErrorEnvelope {

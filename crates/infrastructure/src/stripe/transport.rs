@@ -24,7 +24,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_retries: 3,
+            max_retries: 2,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(4),
         }

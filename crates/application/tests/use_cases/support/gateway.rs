@@ -1,10 +1,12 @@
 //! A stateful fake of the payment provider: PaymentIntents and Customers
-//! kept in memory, idempotency keys honoured as Stripe does, and a switch
-//! that makes every call fail as an outage would.
+//! kept in memory, idempotency keys honoured as Stripe does, and switches
+//! that make it misbehave: an outage, faults of chosen operations, a
+//! provider that ignores idempotency keys, slow answers, tampered intents.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use application::ports::payment_gateway::{
     ClientSecret, Customer, GatewayError, IdempotencyKey, NewCustomer, NewPaymentIntent, NewRefund,
@@ -13,12 +15,57 @@ use application::ports::payment_gateway::{
 use async_trait::async_trait;
 use domain::Money;
 
+/// The provider's operations, to count, fault or inspect them one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    CreateCustomer,
+    CreateIntent,
+    RetrieveIntent,
+    UpdateIntent,
+    CancelIntent,
+    CreateRefund,
+}
+
+/// A failure injected into one operation.
+struct Fault {
+    error: GatewayError,
+    /// The provider carries the operation out, then the answer is lost
+    /// (a timeout after sending): the caller sees `error` anyway.
+    after_applying: bool,
+    remaining: usize,
+}
+
+type Tamper = Box<dyn Fn(&mut PaymentIntent) + Send>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[derive(Default)]
 pub struct FakeGateway {
     intents: Mutex<HashMap<String, PaymentIntent>>,
+    /// Ids of the intents in creation order.
+    intent_order: Mutex<Vec<String>>,
     customers: Mutex<Vec<Customer>>,
-    /// Idempotency key → id of the object the first request created.
+    /// Idempotency key → id of the object the first create request made.
     keys: Mutex<HashMap<String, String>>,
+    /// (operation, idempotency key) → the first answer of an update or a
+    /// cancel, replayed as Stripe replays it (errors included).
+    replies: Mutex<HashMap<(Op, String), Result<PaymentIntent, GatewayError>>>,
+    /// When on, idempotency keys are ignored: every create makes a new
+    /// object and nothing is replayed.
+    ignoring_keys: AtomicBool,
+    faults: Mutex<HashMap<Op, Fault>>,
+    /// Every call, in order, with the idempotency key it carried.
+    log: Mutex<Vec<(Op, Option<String>)>>,
+    /// How long creations take before they are carried out.
+    create_delay: Mutex<Duration>,
+    /// A longer delay for the next creation of an intent only.
+    next_create_delay: Mutex<Option<Duration>>,
+    /// A delay between creating the next intent and answering.
+    next_answer_delay: Mutex<Option<Duration>>,
+    /// Applied to every intent the provider creates from now on.
+    tamper: Mutex<Option<Tamper>>,
     pub down: AtomicBool,
     pub intents_created: AtomicUsize,
     pub customers_created: AtomicUsize,
@@ -26,36 +73,114 @@ pub struct FakeGateway {
 }
 
 impl FakeGateway {
-    fn check(&self) -> Result<(), GatewayError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(GatewayError::Network {
-                message: "connection refused".into(),
-                outcome_unknown: false,
-            });
-        }
-        Ok(())
+    /// A provider that does not honour idempotency keys (or a bug that
+    /// sends a new key each time): only the caller can prevent duplicates.
+    pub fn ignoring_keys() -> Self {
+        let gateway = Self::default();
+        gateway.ignoring_keys.store(true, Ordering::SeqCst);
+        gateway
     }
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    pub fn intent(&self, id: &str) -> Option<PaymentIntent> {
-        self.intents.lock().unwrap().get(id).cloned()
+    /// The next `times` calls of `op` fail with `error` without doing anything.
+    pub fn fail(&self, op: Op, times: usize, error: GatewayError) {
+        lock(&self.faults).insert(
+            op,
+            Fault {
+                error,
+                after_applying: false,
+                remaining: times,
+            },
+        );
     }
 
+    /// The next `times` calls of `op` are carried out, but the caller gets
+    /// `error` instead of the answer.
+    pub fn fail_after_applying(&self, op: Op, times: usize, error: GatewayError) {
+        lock(&self.faults).insert(
+            op,
+            Fault {
+                error,
+                after_applying: true,
+                remaining: times,
+            },
+        );
+    }
+
+    /// Every creation (customers and intents) waits `delay` first.
+    pub fn set_create_delay(&self, delay: Duration) {
+        *lock(&self.create_delay) = delay;
+    }
+
+    /// The next creation of an intent waits `delay` first (instead of the
+    /// usual create delay).
+    pub fn delay_next_intent_creation(&self, delay: Duration) {
+        *lock(&self.next_create_delay) = Some(delay);
+    }
+
+    /// The next intent is created at once, but the answer takes `delay`
+    /// (a caller that gives up or crashes meanwhile never learns of it).
+    pub fn delay_next_intent_answer(&self, delay: Duration) {
+        *lock(&self.next_answer_delay) = Some(delay);
+    }
+
+    /// Every intent created from now on comes back changed by `tamper`,
+    /// as a misbehaving provider (or a wrong mapping) would answer.
+    pub fn tamper_created_intents(&self, tamper: impl Fn(&mut PaymentIntent) + Send + 'static) {
+        *lock(&self.tamper) = Some(Box::new(tamper));
+    }
+
+    /// How many times `op` was called (including calls that failed).
+    pub fn calls_to(&self, op: Op) -> usize {
+        lock(&self.log).iter().filter(|(o, _)| *o == op).count()
+    }
+
+    pub fn total_calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The idempotency keys `op` was called with, in call order.
+    pub fn keys_for(&self, op: Op) -> Vec<String> {
+        lock(&self.log)
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .filter_map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    pub fn intent(&self, id: &str) -> Option<PaymentIntent> {
+        lock(&self.intents).get(id).cloned()
+    }
+
+    /// Every intent, in creation order.
     pub fn all_intents(&self) -> Vec<PaymentIntent> {
-        self.intents.lock().unwrap().values().cloned().collect()
+        let intents = lock(&self.intents);
+        lock(&self.intent_order)
+            .iter()
+            .map(|id| intents[id].clone())
+            .collect()
     }
 
     /// Moves an intent to `status` as a customer or Stripe would.
     pub fn set_status(&self, id: &str, status: PaymentIntentStatus) {
-        self.intents.lock().unwrap().get_mut(id).unwrap().status = status;
+        self.edit_intent(id, |intent| intent.status = status);
+    }
+
+    /// Changes a stored intent behind kessai's back (the dashboard, a bug,
+    /// another integration).
+    pub fn edit_intent(&self, id: &str, edit: impl FnOnce(&mut PaymentIntent)) {
+        edit(lock(&self.intents).get_mut(id).unwrap());
     }
 
     pub fn customers(&self) -> Vec<Customer> {
-        self.customers.lock().unwrap().clone()
+        lock(&self.customers).clone()
+    }
+
+    fn honours_keys(&self) -> bool {
+        !self.ignoring_keys.load(Ordering::SeqCst)
     }
 
     fn missing(id: &str) -> GatewayError {
@@ -66,6 +191,77 @@ impl FakeGateway {
             message: format!("No such payment_intent: '{id}'"),
         }
     }
+
+    /// Records the call, then answers for an outage or an injected fault.
+    /// `Ok(Some(error))`: carry the operation out, then answer `error`.
+    fn enter(
+        &self,
+        op: Op,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<GatewayError>, GatewayError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.log).push((op, key.map(|k| k.as_str().to_string())));
+        if self.down.load(Ordering::SeqCst) {
+            return Err(GatewayError::Network {
+                message: "connection refused".into(),
+                outcome_unknown: false,
+            });
+        }
+        let mut faults = lock(&self.faults);
+        let Some(fault) = faults.get_mut(&op).filter(|f| f.remaining > 0) else {
+            return Ok(None);
+        };
+        fault.remaining -= 1;
+        if fault.after_applying {
+            Ok(Some(fault.error.clone()))
+        } else {
+            Err(fault.error.clone())
+        }
+    }
+
+    /// The answer the caller gets once the operation was carried out.
+    fn leave<T>(
+        lost: Option<GatewayError>,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        match lost {
+            Some(error) => Err(error),
+            None => result,
+        }
+    }
+
+    async fn creation_delay(&self, intent: bool) {
+        let one_shot = if intent {
+            lock(&self.next_create_delay).take()
+        } else {
+            None
+        };
+        let delay = one_shot.unwrap_or_else(|| *lock(&self.create_delay));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Replays the first answer given under `key` for `op`, or computes,
+    /// stores and returns a new one.
+    fn keyed(
+        &self,
+        op: Op,
+        key: &IdempotencyKey,
+        apply: impl FnOnce() -> Result<PaymentIntent, GatewayError>,
+    ) -> Result<PaymentIntent, GatewayError> {
+        if !self.honours_keys() {
+            return apply();
+        }
+        let mut replies = lock(&self.replies);
+        let slot = (op, key.as_str().to_string());
+        if let Some(reply) = replies.get(&slot) {
+            return reply.clone();
+        }
+        let reply = apply();
+        replies.insert(slot, reply.clone());
+        reply
+    }
 }
 
 #[async_trait]
@@ -75,21 +271,27 @@ impl PaymentGateway for FakeGateway {
         customer: &NewCustomer,
         key: &IdempotencyKey,
     ) -> Result<Customer, GatewayError> {
-        self.check()?;
-        let mut keys = self.keys.lock().unwrap();
-        let mut customers = self.customers.lock().unwrap();
-        if let Some(id) = keys.get(key.as_str()) {
-            return Ok(customers.iter().find(|c| &c.id == id).cloned().unwrap());
-        }
-        let created = Customer {
-            id: format!("cus_fake{}", customers.len() + 1),
-            email: Some(customer.email.clone()),
-            metadata: customer.metadata.clone(),
+        let lost = self.enter(Op::CreateCustomer, Some(key))?;
+        self.creation_delay(false).await;
+        let result = {
+            let mut keys = lock(&self.keys);
+            let mut customers = lock(&self.customers);
+            match keys.get(key.as_str()).filter(|_| self.honours_keys()) {
+                Some(id) => Ok(customers.iter().find(|c| &c.id == id).cloned().unwrap()),
+                None => {
+                    let created = Customer {
+                        id: format!("cus_fake{}", customers.len() + 1),
+                        email: Some(customer.email.clone()),
+                        metadata: customer.metadata.clone(),
+                    };
+                    keys.insert(key.as_str().to_string(), created.id.clone());
+                    customers.push(created.clone());
+                    self.customers_created.fetch_add(1, Ordering::SeqCst);
+                    Ok(created)
+                }
+            }
         };
-        keys.insert(key.as_str().to_string(), created.id.clone());
-        customers.push(created.clone());
-        self.customers_created.fetch_add(1, Ordering::SeqCst);
-        Ok(created)
+        Self::leave(lost, result)
     }
 
     async fn create_payment_intent(
@@ -97,61 +299,81 @@ impl PaymentGateway for FakeGateway {
         intent: &NewPaymentIntent,
         key: &IdempotencyKey,
     ) -> Result<PaymentIntent, GatewayError> {
-        self.check()?;
-        let mut keys = self.keys.lock().unwrap();
-        let mut intents = self.intents.lock().unwrap();
-        if let Some(id) = keys.get(key.as_str()) {
-            return Ok(intents[id].clone());
-        }
-        let id = format!("pi_fake{}", intents.len() + 1);
-        let created = PaymentIntent {
-            id: id.clone(),
-            amount: intent.amount.minor_units(),
-            currency: intent.amount.currency().code().to_string(),
-            status: PaymentIntentStatus::RequiresPaymentMethod,
-            client_secret: Some(ClientSecret::new(format!("{id}_secret_fake"))),
-            customer: intent.customer.clone(),
-            metadata: intent.metadata.clone(),
-            last_payment_error: None,
-            latest_charge: None,
-            created: 0,
+        let lost = self.enter(Op::CreateIntent, Some(key))?;
+        self.creation_delay(true).await;
+        let result = {
+            let mut keys = lock(&self.keys);
+            let mut intents = lock(&self.intents);
+            match keys.get(key.as_str()).filter(|_| self.honours_keys()) {
+                Some(id) => Ok(intents[id].clone()),
+                None => {
+                    let id = format!("pi_fake{}", intents.len() + 1);
+                    let mut created = PaymentIntent {
+                        id: id.clone(),
+                        amount: intent.amount.minor_units(),
+                        currency: intent.amount.currency().code().to_string(),
+                        status: PaymentIntentStatus::RequiresPaymentMethod,
+                        client_secret: Some(ClientSecret::new(format!("{id}_secret_fake"))),
+                        customer: intent.customer.clone(),
+                        metadata: intent.metadata.clone(),
+                        last_payment_error: None,
+                        latest_charge: None,
+                        created: 0,
+                    };
+                    if let Some(tamper) = lock(&self.tamper).as_ref() {
+                        tamper(&mut created);
+                    }
+                    keys.insert(key.as_str().to_string(), id.clone());
+                    intents.insert(id.clone(), created.clone());
+                    lock(&self.intent_order).push(id);
+                    self.intents_created.fetch_add(1, Ordering::SeqCst);
+                    Ok(created)
+                }
+            }
         };
-        keys.insert(key.as_str().to_string(), id.clone());
-        intents.insert(id, created.clone());
-        self.intents_created.fetch_add(1, Ordering::SeqCst);
-        Ok(created)
+        let answer_delay = lock(&self.next_answer_delay).take();
+        if let Some(delay) = answer_delay {
+            tokio::time::sleep(delay).await;
+        }
+        Self::leave(lost, result)
     }
 
     async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, GatewayError> {
-        self.check()?;
-        self.intent(id).ok_or_else(|| Self::missing(id))
+        let lost = self.enter(Op::RetrieveIntent, None)?;
+        let result = self.intent(id).ok_or_else(|| Self::missing(id));
+        Self::leave(lost, result)
     }
 
     async fn update_payment_intent_amount(
         &self,
         id: &str,
         amount: Money,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
     ) -> Result<PaymentIntent, GatewayError> {
-        self.check()?;
-        let mut intents = self.intents.lock().unwrap();
-        let intent = intents.get_mut(id).ok_or_else(|| Self::missing(id))?;
-        intent.amount = amount.minor_units();
-        intent.currency = amount.currency().code().to_string();
-        Ok(intent.clone())
+        let lost = self.enter(Op::UpdateIntent, Some(key))?;
+        let result = self.keyed(Op::UpdateIntent, key, || {
+            let mut intents = lock(&self.intents);
+            let intent = intents.get_mut(id).ok_or_else(|| Self::missing(id))?;
+            intent.amount = amount.minor_units();
+            intent.currency = amount.currency().code().to_string();
+            Ok(intent.clone())
+        });
+        Self::leave(lost, result)
     }
 
     async fn cancel_payment_intent(
         &self,
         id: &str,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
     ) -> Result<PaymentIntent, GatewayError> {
-        self.check()?;
-        let mut intents = self.intents.lock().unwrap();
-        let intent = intents.get_mut(id).ok_or_else(|| Self::missing(id))?;
-        match intent.status {
-            PaymentIntentStatus::Succeeded | PaymentIntentStatus::Processing => {
-                Err(GatewayError::InvalidRequest {
+        let lost = self.enter(Op::CancelIntent, Some(key))?;
+        let result = self.keyed(Op::CancelIntent, key, || {
+            let mut intents = lock(&self.intents);
+            let intent = intents.get_mut(id).ok_or_else(|| Self::missing(id))?;
+            match intent.status {
+                PaymentIntentStatus::Succeeded
+                | PaymentIntentStatus::Processing
+                | PaymentIntentStatus::Canceled => Err(GatewayError::InvalidRequest {
                     status: 400,
                     code: Some("payment_intent_unexpected_state".into()),
                     param: None,
@@ -159,30 +381,32 @@ impl PaymentGateway for FakeGateway {
                         "You cannot cancel this PaymentIntent because it has a status of {}.",
                         intent.status.as_str()
                     ),
-                })
+                }),
+                _ => {
+                    intent.status = PaymentIntentStatus::Canceled;
+                    Ok(intent.clone())
+                }
             }
-            _ => {
-                intent.status = PaymentIntentStatus::Canceled;
-                Ok(intent.clone())
-            }
-        }
+        });
+        Self::leave(lost, result)
     }
 
     async fn create_refund(
         &self,
         refund: &NewRefund,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
     ) -> Result<Refund, GatewayError> {
-        self.check()?;
-        let intent = self
+        let lost = self.enter(Op::CreateRefund, Some(key))?;
+        let result = self
             .intent(&refund.payment_intent)
-            .ok_or_else(|| Self::missing(&refund.payment_intent))?;
-        Ok(Refund {
-            id: "re_fake1".into(),
-            amount: refund.amount.map_or(intent.amount, |a| a.minor_units()),
-            currency: intent.currency,
-            status: "succeeded".into(),
-            payment_intent: Some(intent.id),
-        })
+            .ok_or_else(|| Self::missing(&refund.payment_intent))
+            .map(|intent| Refund {
+                id: "re_fake1".into(),
+                amount: refund.amount.map_or(intent.amount, |a| a.minor_units()),
+                currency: intent.currency,
+                status: "succeeded".into(),
+                payment_intent: Some(intent.id),
+            });
+        Self::leave(lost, result)
     }
 }

@@ -11,7 +11,7 @@ use application::{AuthService, CatalogService, OrderService, UnexpectedError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{Currency, Money, RepositoryError};
 
-pub use gateway::FakeGateway;
+pub use gateway::{FakeGateway, Op};
 pub use repos::{InMemoryOrders, InMemoryProducts, InMemorySessions, InMemoryUsers};
 pub use services::{FakeHasher, FakeTokens, SettableClock};
 
@@ -36,6 +36,20 @@ pub fn yen(amount: i64) -> Money {
     Money::new(amount, Currency::Jpy).unwrap()
 }
 
+/// A lease of [`lease_ttl`] whose waiters poll every 5 ms and give up
+/// after `max_wait`: a test that waits for a lease fails fast.
+pub fn short_lease(max_wait: std::time::Duration) -> LeaseSettings {
+    LeaseSettings {
+        ttl: lease_ttl(),
+        max_wait,
+        poll: std::time::Duration::from_millis(5),
+    }
+}
+
+pub fn lease_ttl() -> Duration {
+    Duration::seconds(60)
+}
+
 /// Every fake, shared between the test and the services under test.
 pub struct World {
     pub users: Arc<InMemoryUsers>,
@@ -51,6 +65,11 @@ pub struct World {
 impl World {
     /// Empty storage, the clock at [`t0`].
     pub fn new() -> Self {
+        Self::with_gateway(FakeGateway::default())
+    }
+
+    /// Like [`World::new`], with a provider set up by the test.
+    pub fn with_gateway(gateway: FakeGateway) -> Self {
         Self {
             users: Arc::default(),
             sessions: Arc::default(),
@@ -59,7 +78,7 @@ impl World {
             hasher: Arc::default(),
             tokens: Arc::default(),
             clock: Arc::new(SettableClock::at(t0())),
-            gateway: Arc::default(),
+            gateway: Arc::new(gateway),
         }
     }
 
@@ -86,14 +105,22 @@ impl World {
     }
 
     pub fn payment_service(&self) -> PaymentService {
+        self.payment_service_with(LeaseSettings::default())
+    }
+
+    pub fn payment_service_with(&self, lease: LeaseSettings) -> PaymentService {
         PaymentService::new(
             self.orders.clone(),
             self.users.clone(),
             self.gateway.clone(),
             self.clock.clone(),
-            LeaseSettings::default(),
+            lease,
             "test",
         )
+    }
+
+    pub fn customer_accounts(&self) -> CustomerAccounts {
+        CustomerAccounts::new(self.users.clone(), self.gateway.clone())
     }
 
     pub fn catalog(&self) -> CatalogService {

@@ -289,6 +289,11 @@ impl InMemoryOrders {
         *lock(&self.interference) = Some(Box::new(change));
     }
 
+    /// The live or expired payment lease on `order`: (owner, held until).
+    pub fn lease(&self, order: OrderId) -> Option<(String, DateTime<Utc>)> {
+        lock(&self.leases).get(&order).cloned()
+    }
+
     pub fn save_calls(&self) -> usize {
         self.save_calls.load(Ordering::SeqCst)
     }
@@ -324,6 +329,14 @@ impl OrderRepository for InMemoryOrders {
     async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>> {
         self.failing.check()?;
         Ok(self.get(id))
+    }
+
+    async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>> {
+        self.failing.check()?;
+        Ok(lock(&self.orders)
+            .values()
+            .find(|o| o.state().payment_intent_id.as_deref() == Some(payment_intent_id))
+            .cloned())
     }
 
     async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>> {

@@ -1,0 +1,104 @@
+use domain::ports::{EventRecorded, WebhookEventRecord};
+use domain::RepositoryError;
+
+use super::{HandleWebhookError, Outcome, WebhookService};
+use crate::ports::webhooks::ProviderEvent;
+use crate::UnexpectedError;
+
+/// A lost race re-reads the order and decides again; each round means the
+/// order moved forward, so a few are enough.
+const MAX_ROUNDS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no event {0} was received")]
+    NotFound(String),
+    #[error("the stored event cannot be read: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Unexpected(#[from] UnexpectedError),
+}
+
+impl WebhookService {
+    /// Handles one delivery: verify, then apply once.
+    #[tracing::instrument(skip_all)]
+    pub async fn receive(
+        &self,
+        signature: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Outcome, HandleWebhookError> {
+        let event = match self.decoder.decode(signature, payload, self.clock.now()) {
+            Ok(event) => event,
+            Err(rejection) => {
+                tracing::warn!(%rejection, "webhook rejected");
+                return Err(rejection.into());
+            }
+        };
+        let payload = String::from_utf8_lossy(payload).into_owned();
+        let outcome = self.process(&event, payload, false).await?;
+        tracing::info!(event_id = %event.id, kind = %event.kind, outcome = outcome.as_str(), "webhook handled");
+        Ok(outcome)
+    }
+
+    /// Processes a stored event again (`kessai events replay`): the same
+    /// rules apply, so replaying an applied event changes nothing.
+    pub async fn replay(&self, event_id: &str) -> Result<Outcome, ReplayError> {
+        let stored = self
+            .events
+            .find(event_id)
+            .await
+            .map_err(UnexpectedError::from)?
+            .ok_or_else(|| ReplayError::NotFound(event_id.to_string()))?;
+        let event = self
+            .decoder
+            .parse(stored.payload.as_bytes())
+            .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
+        Ok(self.process(&event, stored.payload, true).await?)
+    }
+
+    async fn process(
+        &self,
+        event: &ProviderEvent,
+        payload: String,
+        replay: bool,
+    ) -> Result<Outcome, UnexpectedError> {
+        for _ in 0..MAX_ROUNDS {
+            if !replay && self.events.find(&event.id).await?.is_some() {
+                return Ok(Outcome::Duplicate);
+            }
+            let mut decision = self.decide(event).await?;
+            let now = self.clock.now();
+            let record = WebhookEventRecord {
+                id: event.id.clone(),
+                kind: event.kind.clone(),
+                created: event.created,
+                received_at: now,
+                outcome: decision.outcome.as_str().to_string(),
+                detail: decision.detail.clone(),
+                order_id: decision.order_id,
+                payment_intent_id: decision.payment_intent_id.clone(),
+                payload: payload.clone(),
+            };
+            let result = if replay {
+                self.events
+                    .record_replay(&record, decision.order.as_mut(), &decision.outbox, now)
+                    .await
+                    .map(|()| EventRecorded::Recorded)
+            } else {
+                self.events
+                    .record(&record, decision.order.as_mut(), &decision.outbox, now)
+                    .await
+            };
+            match result {
+                Ok(EventRecorded::Recorded) => return Ok(decision.outcome),
+                Ok(EventRecorded::Duplicate) => return Ok(Outcome::Duplicate),
+                Err(RepositoryError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(UnexpectedError(anyhow::anyhow!(
+            "event {} kept conflicting with concurrent changes",
+            event.id
+        )))
+    }
+}

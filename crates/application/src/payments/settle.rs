@@ -15,6 +15,8 @@ pub enum SuccessOutcome {
     Paid,
     /// The order already records this payment.
     AlreadySettled,
+    /// The intent has not succeeded (nothing to settle).
+    NotSucceeded,
     /// The intent is not the order's (neither its current id nor its
     /// `metadata.order_id`).
     NotTheOrders,
@@ -36,7 +38,7 @@ pub fn settle_success(
     now: DateTime<Utc>,
 ) -> SuccessOutcome {
     if intent.status != PaymentIntentStatus::Succeeded {
-        return SuccessOutcome::NotTheOrders;
+        return SuccessOutcome::NotSucceeded;
     }
     let current = order.state().payment_intent_id.as_deref() == Some(intent.id.as_str());
     let named = intent.metadata.get("order_id") == Some(&order.id.to_string());
@@ -94,7 +96,9 @@ impl Settlement {
                 );
                 return Ok(order);
             }
-            SuccessOutcome::AlreadySettled | SuccessOutcome::NotTheOrders => return Ok(order),
+            SuccessOutcome::AlreadySettled
+            | SuccessOutcome::NotTheOrders
+            | SuccessOutcome::NotSucceeded => return Ok(order),
         }
         match self.orders.save_state(&mut order, self.clock.now()).await {
             Ok(()) => {

@@ -161,9 +161,13 @@ impl WebhookService {
         let mut outcome = settle_success(&mut order, intent, now);
         if outcome == SuccessOutcome::AmountMismatch {
             // On any doubt, ask Stripe: the event may predate an amount
-            // update; act on what the intent is now.
+            // update; act on what the intent is now, and only if Stripe
+            // says it succeeded.
             match self.gateway.retrieve_payment_intent(&intent.id).await {
-                Ok(fresh) => outcome = settle_success(&mut order, &fresh, now),
+                Ok(fresh) if fresh.status == PaymentIntentStatus::Succeeded => {
+                    outcome = settle_success(&mut order, &fresh, now);
+                }
+                Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, payment_intent = %intent.id, "could not re-check a mismatching PaymentIntent")
                 }
@@ -180,6 +184,10 @@ impl WebhookService {
             SuccessOutcome::AlreadySettled => {
                 Decision::new(Outcome::Ignored, "payment already recorded".to_string())
             }
+            SuccessOutcome::NotSucceeded => Decision::new(
+                Outcome::Mismatch,
+                "the event says succeeded, Stripe does not".to_string(),
+            ),
             SuccessOutcome::NotTheOrders => Decision::new(
                 Outcome::Foreign,
                 "not the order's PaymentIntent".to_string(),

@@ -62,17 +62,46 @@ macro_rules! with_localstripe_on_both_backends {
     };
 }
 
+/// The webhook secrets the test apps accept: the current one and the one
+/// being rotated in.
+pub const WEBHOOK_SECRET: &str = "whsec_kessai_test_current";
+pub const ROTATED_WEBHOOK_SECRET: &str = "whsec_kessai_test_next";
+
 /// kessai talking to the localstripe that `scripts/test.sh` started.
 pub async fn spawn_app_with_localstripe(backend: Backend) -> TestApp {
     let base = test_support::localstripe_url();
+    let secrets = format!("{WEBHOOK_SECRET},{ROTATED_WEBHOOK_SECRET}");
     spawn_app_with(
         backend,
         &[
             ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY),
             ("STRIPE_API_BASE", &base),
+            ("STRIPE_WEBHOOK_SECRET", &secrets),
         ],
     )
     .await
+}
+
+/// `Stripe-Signature` for `payload` signed with `secret` at unix time `t`,
+/// computed as Stripe does (HMAC-SHA256 over "{t}.{payload}").
+pub fn stripe_signature(secret: &str, t: i64, payload: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{payload}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A running kessai. Dropping it shuts the server down.

@@ -12,3 +12,4 @@ mod errors;
 mod operations;
 mod orders;
 mod payments;
+mod webhooks;

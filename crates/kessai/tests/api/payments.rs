@@ -7,7 +7,7 @@ use crate::helpers::{assert_problem, spawn_app_with, Backend, TestApp, TestUser,
 use crate::with_localstripe_on_both_backends;
 
 /// Reads an object straight from localstripe, as Stripe's dashboard would show it.
-async fn stripe_get(path: &str) -> Value {
+pub async fn stripe_get(path: &str) -> Value {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", test_support::localstripe_url()))
         .bearer_auth(STRIPE_TEST_KEY)
@@ -39,7 +39,7 @@ async fn intents_of_customer(customer: &str) -> Vec<Value> {
 }
 
 /// Pays a PaymentIntent with the test Visa card, as Stripe.js would.
-async fn pay_at_stripe(intent_id: &str) {
+pub async fn pay_at_stripe(intent_id: &str) {
     let client = reqwest::Client::new();
     let base = test_support::localstripe_url();
     // localstripe takes the payment method by update, then an empty confirm.
@@ -62,7 +62,7 @@ async fn pay_at_stripe(intent_id: &str) {
     assert_eq!(body["status"], "succeeded");
 }
 
-async fn two_block_order(app: &TestApp, user: &TestUser) -> Value {
+pub async fn two_block_order(app: &TestApp, user: &TestUser) -> Value {
     let block = app.product_priced(5000).await;
     let panel = app.product_priced(2500).await;
     let response = app
@@ -75,7 +75,7 @@ async fn two_block_order(app: &TestApp, user: &TestUser) -> Value {
     response.json().await.unwrap()
 }
 
-async fn intent(app: &TestApp, user: &TestUser, order: &Value) -> reqwest::Response {
+pub async fn intent(app: &TestApp, user: &TestUser, order: &Value) -> reqwest::Response {
     app.post(
         "/api/payments/intent",
         Some(&user.token),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod orders;
+pub mod outbox;
 pub mod payments;
 pub mod ports;
 pub mod webhooks;

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod notify;
 pub mod password;
 pub mod stripe;
 pub mod token;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use infrastructure::config::Settings;
-use kessai::startup::{open_database, shutdown_signal, Application};
+use kessai::startup::{open_database, shutdown_signal, Application, Services};
 use kessai::telemetry;
 
 #[derive(Parser)]
@@ -24,6 +24,21 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Inspect or reprocess received Stripe events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Process a stored event again with today's rules (harmless for one
+    /// already applied: nothing moves backwards or twice).
+    Replay {
+        /// The event id, `evt_…`.
+        event_id: String,
+    },
 }
 
 /// Exit status for a configuration error (as sysexits' EX_CONFIG).
@@ -43,6 +58,9 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
+        Command::Events {
+            command: EventsCommand::Replay { event_id },
+        } => replay(settings, &event_id).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,5 +81,15 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let database = open_database(&settings).await?;
     tracing::info!(database = database.backend(), "migrations applied");
     database.close().await;
+    Ok(())
+}
+
+async fn replay(settings: Settings, event_id: &str) -> anyhow::Result<()> {
+    let database = open_database(&settings).await?;
+    let services = Services::build(&settings, &database)?;
+    let outcome = services.webhooks.replay(event_id).await;
+    database.close().await;
+    let outcome = outcome?;
+    println!("{event_id}: {}", outcome.as_str());
     Ok(())
 }

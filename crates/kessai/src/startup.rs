@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use api::{AppState, CookieSettings};
+use application::outbox::OutboxDispatcher;
 use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
 use application::ports::payment_gateway::PaymentGateway;
 use application::ports::{Clock, SystemClock};
@@ -16,6 +17,7 @@ use domain::{Currency, Money};
 use infrastructure::catalog::{demo_catalog, load_catalog_file};
 use infrastructure::config::Settings;
 use infrastructure::db::{Database, PoolOptions};
+use infrastructure::notify::LogNotifier;
 use infrastructure::password::Argon2Hasher;
 use infrastructure::stripe::webhook::StripeWebhookDecoder;
 use infrastructure::stripe::{NotConfiguredGateway, StripeClient, StripeConfig};
@@ -30,6 +32,17 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     database: Database,
+    outbox: OutboxDispatcher,
+}
+
+/// Every use case, wired to its adapters: the design document's `di/`.
+pub struct Services {
+    pub auth: AuthService,
+    pub orders: OrderService,
+    pub catalog: CatalogService,
+    pub payments: PaymentService,
+    pub webhooks: WebhookService,
+    pub outbox: OutboxDispatcher,
 }
 
 /// Opens the database named by the settings and applies the migrations.
@@ -45,32 +58,12 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     Ok(database)
 }
 
-impl Application {
-    /// Binds `settings.bind_addr` and builds everything.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
-        Self::build_with_listener(settings, listener).await
-    }
-
-    /// Builds everything around an already bound listener (tests bind port 0).
-    pub async fn build_with_listener(
-        settings: Settings,
-        listener: TcpListener,
-    ) -> anyhow::Result<Self> {
-        let database = open_database(&settings).await?;
+impl Services {
+    /// Builds the services on an open database.
+    pub fn build(settings: &Settings, database: &Database) -> anyhow::Result<Self> {
         let repositories = database.repositories();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-
-        let catalog = CatalogService::new(repositories.products.clone());
-        let products = match &settings.catalog_file {
-            Some(path) => load_catalog_file(path)?,
-            None => demo_catalog()?,
-        };
-        catalog.load_catalog(&products).await.map_err(|e| e.0)?;
-
-        let gateway = payment_gateway(&settings)?;
+        let gateway = payment_gateway(settings)?;
         let token_key = match &settings.auth_secret {
             Some(secret) => SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
             None => {
@@ -118,16 +111,54 @@ impl Application {
             repositories.orders.clone(),
             repositories.users.clone(),
             gateway,
-            clock,
+            clock.clone(),
             LeaseSettings::default(),
             instance_id(),
         );
-        let state = AppState {
+        let outbox =
+            OutboxDispatcher::new(repositories.outbox.clone(), Arc::new(LogNotifier), clock);
+        Ok(Self {
             auth,
             orders,
-            catalog,
+            catalog: CatalogService::new(repositories.products.clone()),
             payments,
             webhooks,
+            outbox,
+        })
+    }
+}
+
+impl Application {
+    /// Binds `settings.bind_addr` and builds everything.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Builds everything around an already bound listener (tests bind port 0).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let database = open_database(&settings).await?;
+        let services = Services::build(&settings, &database)?;
+        let products = match &settings.catalog_file {
+            Some(path) => load_catalog_file(path)?,
+            None => demo_catalog()?,
+        };
+        services
+            .catalog
+            .load_catalog(&products)
+            .await
+            .map_err(|e| e.0)?;
+        let state = AppState {
+            auth: services.auth,
+            orders: services.orders,
+            catalog: services.catalog,
+            payments: services.payments,
+            webhooks: services.webhooks,
             readiness: Arc::new(database.clone()),
             cookies: CookieSettings {
                 secure: settings.cookie_secure,
@@ -137,6 +168,7 @@ impl Application {
             listener,
             router: api::router(state),
             database,
+            outbox: services.outbox,
         })
     }
 
@@ -152,10 +184,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, database = self.database.backend(), "kessai is listening");
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let outbox = tokio::spawn(run_outbox(self.outbox, workers_stopped));
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
+        // In-flight requests are done; let the worker finish its round.
+        let _ = stop_workers.send(true);
+        let _ = outbox.await;
         self.database.close().await;
         tracing::info!("kessai stopped");
         Ok(())
@@ -177,6 +214,21 @@ fn payment_gateway(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentGateway
                  NO REAL PAYMENTS will happen and payment calls answer 502"
             );
             Ok(Arc::new(NotConfiguredGateway))
+        }
+    }
+}
+
+/// Dispatches the outbox every second until told to stop.
+async fn run_outbox(outbox: OutboxDispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = outbox.dispatch_pending(100).await {
+                    tracing::warn!(%error, "outbox dispatch failed; will retry");
+                }
+            }
+            _ = stop.changed() => break,
         }
     }
 }

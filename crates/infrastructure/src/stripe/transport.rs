@@ -154,6 +154,16 @@ impl Transport {
         }
         let response = match request.send().await {
             Ok(response) => response,
+            // Never sent (e.g. a header value with a control character):
+            // nothing to retry, and nothing can have been applied.
+            Err(error) if error.is_builder() => {
+                return Attempt::Fail(GatewayError::InvalidRequest {
+                    status: 0,
+                    code: None,
+                    param: None,
+                    message: format!("the request could not be built: {error}"),
+                })
+            }
             Err(error) => return network_failure(&error),
         };
         let status = response.status();

@@ -99,7 +99,12 @@ impl StripeWebhookDecoder {
         if !matched {
             return Err(WebhookRejection::InvalidSignature("no signature matches"));
         }
-        if (now - timestamp).abs() > self.tolerance_seconds {
+        // Checked: a signed `t` near i64::MIN or MAX must not overflow.
+        let within_tolerance = now
+            .checked_sub(timestamp)
+            .and_then(i64::checked_abs)
+            .is_some_and(|age| age <= self.tolerance_seconds);
+        if !within_tolerance {
             return Err(WebhookRejection::InvalidSignature(
                 "timestamp outside the tolerance",
             ));
@@ -109,7 +114,11 @@ impl StripeWebhookDecoder {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.len() > 128 {
+    // Hex digits only: `from_str_radix` alone would also take a sign ("+a").
+    if !text.len().is_multiple_of(2)
+        || text.len() > 128
+        || !text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..text.len())

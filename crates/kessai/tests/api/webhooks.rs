@@ -354,3 +354,76 @@ with_localstripe_on_both_backends!(
     refunds_add_up_and_a_full_refund_ends_the_order,
     a_real_confirm_at_localstripe_pays_the_order_through_its_webhook,
 );
+
+/// After commit, the outbox announces the payment (the webhook request
+/// itself only wrote rows), and `kessai events replay` reprocesses a stored
+/// event without changing anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_announces_payments_and_events_can_be_replayed() {
+    let app = crate::helpers::spawn_app_with_localstripe(crate::helpers::Backend::Sqlite).await;
+    let (user, order, intent_id) = awaiting_order(&app).await;
+    let event_id = unique("evt");
+    let succeeded = intent_event(
+        &event_id,
+        "payment_intent.succeeded",
+        &intent_id,
+        &order["id"],
+        16500,
+        "succeeded",
+    );
+    assert_eq!(deliver_signed(&app, &succeeded).await["outcome"], "applied");
+
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.database.url)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT topic, dispatched_at FROM outbox")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].0, "order_paid");
+        if rows[0].1.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox was never dispatched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (outcome,): (String,) = sqlx::query_as("SELECT outcome FROM webhook_events WHERE id = $1")
+        .bind(&event_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "applied");
+
+    let before = order_json(&app, &user, &order).await;
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_kessai"))
+        .args(["events", "replay", &event_id])
+        .env("DATABASE_URL", &app.database.url)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&replay.stdout).trim(),
+        format!("{event_id}: ignored")
+    );
+    assert_eq!(order_json(&app, &user, &order).await, before);
+
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_kessai"))
+        .args(["events", "replay", "evt_never_received"])
+        .env("DATABASE_URL", &app.database.url)
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("evt_never_received"));
+}

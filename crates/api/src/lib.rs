@@ -28,6 +28,9 @@ pub struct CookieSettings {
     pub secure: bool,
 }
 
+/// Renders the process's metrics in Prometheus text format.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Everything a handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -38,6 +41,7 @@ pub struct AppState {
     pub webhooks: WebhookService,
     pub readiness: Arc<dyn ReadinessProbe>,
     pub cookies: CookieSettings,
+    pub metrics: MetricsRenderer,
 }
 
 /// The whole HTTP application.

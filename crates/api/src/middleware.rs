@@ -22,6 +22,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn apply(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(record_metrics))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -68,4 +69,24 @@ impl std::error::Error for HandlerPanicked {}
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
     ApiError::internal(&HandlerPanicked).into_response()
+}
+
+/// Counts every request by method, route and status, and times it.
+async fn record_metrics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("kessai_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("kessai_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }

@@ -18,7 +18,7 @@ use crate::AppState;
         catalog::list_products,
         orders::create_order, orders::list_orders, orders::get_order, orders::cancel_order,
         payments::create_payment_intent, payments::receive_webhook,
-        ops::healthz, ops::readyz,
+        ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecuritySchemes),

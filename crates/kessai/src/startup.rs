@@ -22,6 +22,7 @@ use infrastructure::password::Argon2Hasher;
 use infrastructure::stripe::webhook::StripeWebhookDecoder;
 use infrastructure::stripe::{NotConfiguredGateway, StripeClient, StripeConfig};
 use infrastructure::token::HmacTokenIssuer;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::{ExposeSecret, SecretSlice};
 use tokio::net::TcpListener;
 
@@ -163,6 +164,7 @@ impl Application {
             cookies: CookieSettings {
                 secure: settings.cookie_secure,
             },
+            metrics: metrics_renderer(),
         };
         Ok(Self {
             listener,
@@ -215,6 +217,28 @@ fn payment_gateway(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentGateway
             );
             Ok(Arc::new(NotConfiguredGateway))
         }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; every
+/// application built in this process, as in tests, shares it).
+fn metrics_renderer() -> api::MetricsRenderer {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    let handle = HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|error| tracing::warn!(%error, "metrics recorder not installed"))
+            .ok()
+    });
+    match handle.clone() {
+        Some(handle) => Arc::new(move || handle.render()),
+        None => Arc::new(String::new),
     }
 }
 

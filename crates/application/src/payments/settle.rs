@@ -46,6 +46,7 @@ pub fn settle_success(
         return SuccessOutcome::NotTheOrders;
     }
     if !intent.charges(order.total()) {
+        metrics::counter!("kessai_payment_amount_mismatches_total").increment(1);
         return SuccessOutcome::AmountMismatch;
     }
     match order.status() {

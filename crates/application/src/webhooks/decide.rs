@@ -222,6 +222,19 @@ impl WebhookService {
         Ok(decision.about(&order, Some(&intent.id)))
     }
 
+    /// The intent as Stripe has it now; an outage is an error (the webhook
+    /// answers 500 and Stripe delivers again), never a silent skip.
+    async fn ask_stripe(&self, intent_id: &str) -> Result<PaymentIntent, UnexpectedError> {
+        self.gateway
+            .retrieve_payment_intent(intent_id)
+            .await
+            .map_err(|e| {
+                UnexpectedError(anyhow::anyhow!(
+                    "could not ask Stripe about {intent_id}: {e}"
+                ))
+            })
+    }
+
     /// `charge.refunded`: the order's refunded amount follows the charge's
     /// running total, so partial refunds add up and duplicates do not.
     async fn decide_refund(&self, charge: &Charge) -> Result<Decision, UnexpectedError> {
@@ -231,7 +244,28 @@ impl WebhookService {
                 "charge without a PaymentIntent".to_string(),
             ));
         };
-        let Some(mut order) = self.order_of(&intent_id, None).await? else {
+        // The charge names only its intent. For an intent we never
+        // recorded, Stripe's copy of it carries our metadata.order_id.
+        let mut fetched = None;
+        let mut order = self.orders.find_by_payment_intent(&intent_id).await?;
+        if order.is_none() {
+            match self.gateway.retrieve_payment_intent(&intent_id).await {
+                Ok(intent) => {
+                    order = self
+                        .order_of(&intent_id, intent.metadata.get("order_id"))
+                        .await?;
+                    fetched = Some(intent);
+                }
+                // Stripe does not know it either: certainly not ours.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    return Err(UnexpectedError(anyhow::anyhow!(
+                        "could not ask Stripe about {intent_id}: {e}"
+                    )))
+                }
+            }
+        }
+        let Some(mut order) = order else {
             let mut decision = Decision::new(
                 Outcome::Foreign,
                 "no order has this PaymentIntent".to_string(),
@@ -240,19 +274,18 @@ impl WebhookService {
             return Ok(decision);
         };
         let mut settled_now = false;
-        if order.status() == OrderStatus::AwaitingPayment {
+        if order.status().is_payable() {
             // The refund overtook the success event: a refunded charge was
             // paid. Ask Stripe, and settle first, so the end state does not
-            // depend on the order the events arrived in.
-            match self.gateway.retrieve_payment_intent(&intent_id).await {
-                Ok(intent) if intent.status == PaymentIntentStatus::Succeeded => {
-                    settled_now = settle_success(&mut order, &intent, self.clock.now())
-                        == SuccessOutcome::Paid;
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, payment_intent = %intent_id, "could not ask Stripe about a refunded charge");
-                }
+            // depend on the order the events arrived in. If Stripe cannot
+            // be asked, fail: Stripe redelivers, and nothing is lost.
+            let intent = match fetched {
+                Some(intent) => intent,
+                None => self.ask_stripe(&intent_id).await?,
+            };
+            if intent.status == PaymentIntentStatus::Succeeded {
+                settled_now =
+                    settle_success(&mut order, &intent, self.clock.now()) == SuccessOutcome::Paid;
             }
         }
         let refunded = match domain::Currency::parse(&charge.currency)

@@ -31,11 +31,21 @@ impl WebhookService {
             Ok(event) => event,
             Err(rejection) => {
                 tracing::warn!(%rejection, "webhook rejected");
+                metrics::counter!("kessai_webhook_events_total", "type" => "unverified", "outcome" => "rejected")
+                    .increment(1);
                 return Err(rejection.into());
             }
         };
         let payload = String::from_utf8_lossy(payload).into_owned();
-        let outcome = self.process(&event, payload, false).await?;
+        let result = self.process(&event, payload, false).await;
+        let outcome_label = match &result {
+            Ok(outcome) => outcome.as_str(),
+            Err(_) => "failed",
+        };
+        // Event types are bounded: only verified events from Stripe get here.
+        metrics::counter!("kessai_webhook_events_total", "type" => event.kind.clone(), "outcome" => outcome_label)
+            .increment(1);
+        let outcome = result?;
         tracing::info!(event_id = %event.id, kind = %event.kind, outcome = outcome.as_str(), "webhook handled");
         Ok(outcome)
     }

@@ -9,3 +9,4 @@ mod auth;
 mod catalog;
 mod orders;
 mod payments;
+mod webhooks;

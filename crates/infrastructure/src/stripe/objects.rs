@@ -216,6 +216,11 @@ pub(crate) fn gateway_error(status: u16, body: &[u8]) -> GatewayError {
         .and_then(|e| e.kind.clone())
         .unwrap_or_default();
     let code = parsed.as_ref().and_then(|e| e.code.clone());
+    if parsed.is_none() && status == 404 {
+        // Not Stripe's error object: a wrong route or a proxy answered,
+        // which says nothing about whether the object exists.
+        return GatewayError::Api { status, message };
+    }
     match (kind.as_str(), status) {
         ("card_error", _) | (_, 402) => GatewayError::Card {
             code,

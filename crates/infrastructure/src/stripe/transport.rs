@@ -68,7 +68,11 @@ enum Attempt {
 }
 
 impl Transport {
-    pub fn new(config: StripeConfig) -> anyhow::Result<Self> {
+    pub fn new(mut config: StripeConfig) -> anyhow::Result<Self> {
+        if !config.api_base.path().ends_with('/') {
+            let path = format!("{}/", config.api_base.path());
+            config.api_base.set_path(&path);
+        }
         let mut headers = HeaderMap::new();
         headers.insert("Stripe-Version", HeaderValue::from_static(STRIPE_VERSION));
         let http = reqwest::Client::builder()
@@ -130,7 +134,9 @@ impl Transport {
         form: Option<&Form>,
         key: Option<&IdempotencyKey>,
     ) -> Attempt {
-        let url = match self.config.api_base.join(path) {
+        // Relative to the base, so a base with a path prefix (a proxy at
+        // https://host/stripe/) keeps it.
+        let url = match self.config.api_base.join(path.trim_start_matches('/')) {
             Ok(url) => url,
             Err(e) => {
                 return Attempt::Fail(GatewayError::InvalidRequest {

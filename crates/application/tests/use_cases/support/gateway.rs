@@ -64,6 +64,8 @@ pub struct FakeGateway {
     next_create_delay: Mutex<Option<Duration>>,
     /// A delay between creating the next intent and answering.
     next_answer_delay: Mutex<Option<Duration>>,
+    /// How long reading an intent takes.
+    retrieve_delay: Mutex<Duration>,
     /// Applied to every intent the provider creates from now on.
     tamper: Mutex<Option<Tamper>>,
     pub down: AtomicBool,
@@ -115,6 +117,11 @@ impl FakeGateway {
         *lock(&self.create_delay) = delay;
     }
 
+    /// Every read of an intent waits `delay` before answering.
+    pub fn set_retrieve_delay(&self, delay: Duration) {
+        *lock(&self.retrieve_delay) = delay;
+    }
+
     /// The next creation of an intent waits `delay` first (instead of the
     /// usual create delay).
     pub fn delay_next_intent_creation(&self, delay: Duration) {
@@ -162,6 +169,17 @@ impl FakeGateway {
             .iter()
             .map(|id| intents[id].clone())
             .collect()
+    }
+
+    /// Stores an intent as it is (test set-up): one created by an earlier
+    /// process, by another integration, or as Stripe reports it later.
+    /// Replaces a stored intent of the same id.
+    pub fn put_intent(&self, intent: PaymentIntent) {
+        let mut intents = lock(&self.intents);
+        if !intents.contains_key(&intent.id) {
+            lock(&self.intent_order).push(intent.id.clone());
+        }
+        intents.insert(intent.id.clone(), intent);
     }
 
     /// Moves an intent to `status` as a customer or Stripe would.
@@ -340,6 +358,10 @@ impl PaymentGateway for FakeGateway {
 
     async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, GatewayError> {
         let lost = self.enter(Op::RetrieveIntent, None)?;
+        let delay = *lock(&self.retrieve_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let result = self.intent(id).ok_or_else(|| Self::missing(id));
         Self::leave(lost, result)
     }

@@ -3,17 +3,22 @@
 mod gateway;
 mod repos;
 mod services;
+mod webhooks;
 
 use std::sync::Arc;
 
 use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
+use application::webhooks::WebhookService;
 use application::{AuthService, CatalogService, OrderService, UnexpectedError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{Currency, Money, RepositoryError};
 
 pub use gateway::{FakeGateway, Op};
-pub use repos::{InMemoryOrders, InMemoryProducts, InMemorySessions, InMemoryUsers};
+pub use repos::{
+    InMemoryOrders, InMemoryProducts, InMemorySessions, InMemoryUsers, InMemoryWebhookEvents,
+};
 pub use services::{FakeHasher, FakeTokens, SettableClock};
+pub use webhooks::{FakeDecoder, BAD_SIGNATURE, GOOD_SIGNATURE};
 
 /// What every injected storage failure says, so a test can recognise it.
 pub const INJECTED_FAILURE: &str = "injected storage failure";
@@ -56,6 +61,9 @@ pub struct World {
     pub sessions: Arc<InMemorySessions>,
     pub products: Arc<InMemoryProducts>,
     pub orders: Arc<InMemoryOrders>,
+    /// Shares `orders`: an event is recorded atomically with its order write.
+    pub webhook_events: Arc<InMemoryWebhookEvents>,
+    pub decoder: Arc<FakeDecoder>,
     pub hasher: Arc<FakeHasher>,
     pub tokens: Arc<FakeTokens>,
     pub clock: Arc<SettableClock>,
@@ -70,11 +78,14 @@ impl World {
 
     /// Like [`World::new`], with a provider set up by the test.
     pub fn with_gateway(gateway: FakeGateway) -> Self {
+        let orders = Arc::new(InMemoryOrders::default());
         Self {
             users: Arc::default(),
             sessions: Arc::default(),
             products: Arc::default(),
-            orders: Arc::default(),
+            webhook_events: Arc::new(InMemoryWebhookEvents::new(orders.clone())),
+            orders,
+            decoder: Arc::default(),
             hasher: Arc::default(),
             tokens: Arc::default(),
             clock: Arc::new(SettableClock::at(t0())),
@@ -121,6 +132,16 @@ impl World {
 
     pub fn customer_accounts(&self) -> CustomerAccounts {
         CustomerAccounts::new(self.users.clone(), self.gateway.clone())
+    }
+
+    pub fn webhook_service(&self) -> WebhookService {
+        WebhookService::new(
+            self.decoder.clone(),
+            self.orders.clone(),
+            self.webhook_events.clone(),
+            self.gateway.clone(),
+            self.clock.clone(),
+        )
     }
 
     pub fn catalog(&self) -> CatalogService {

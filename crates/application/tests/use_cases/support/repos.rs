@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::ports::{
-    OrderRepository, ProductRepository, RepoResult, SessionRepository, UserRepository,
+    EventRecorded, OrderRepository, OutboxMessage, ProductRepository, RepoResult,
+    SessionRepository, UserRepository, WebhookEventRecord, WebhookEventRepository,
 };
 use domain::{
     Email, Money, NewOrder, NewProduct, NewUser, Order, OrderId, OrderNumber, OrderState, Product,
@@ -248,8 +249,9 @@ impl ProductRepository for InMemoryProducts {
 
 // ---------------------------------------------------------------- orders
 
-/// Runs inside `save_state`, before the status check, on the stored order:
-/// stands for another writer that got there first.
+/// Runs at the start of the next version-checked write (`save_state`, or
+/// the order write of a recorded webhook event), before the version check,
+/// on the stored order: stands for another writer that got there first.
 type Interference = Box<dyn FnOnce(&mut Order) + Send>;
 
 #[derive(Default)]
@@ -284,7 +286,8 @@ impl InMemoryOrders {
         self.conflicts_to_inject.store(n, Ordering::SeqCst);
     }
 
-    /// Lets "another writer" change the stored order at the start of the next `save_state`.
+    /// Lets "another writer" change the stored order at the start of the
+    /// next version-checked write (`save_state` or a webhook event's).
     pub fn interfere_before_next_save(&self, change: impl FnOnce(&mut Order) + Send + 'static) {
         *lock(&self.interference) = Some(Box::new(change));
     }
@@ -296,6 +299,37 @@ impl InMemoryOrders {
 
     pub fn save_calls(&self) -> usize {
         self.save_calls.load(Ordering::SeqCst)
+    }
+
+    /// `save_state`'s write, under the orders' lock: writes `order`'s state
+    /// over the stored one if the stored version is the one `order` was
+    /// read at (after any interference or injected conflict), and advances
+    /// both versions. Shared with [`InMemoryWebhookEvents`], whose order
+    /// write must be the same check.
+    pub fn write_checked(&self, order: &mut Order) -> RepoResult<()> {
+        let mut orders = lock(&self.orders);
+        let stored = orders
+            .get_mut(&order.id)
+            .ok_or_else(|| unexpected("a write of an order that was never stored"))?;
+        if let Some(change) = lock(&self.interference).take() {
+            // Another writer saved first: its change and a new version.
+            change(stored);
+            *stored = stored.clone().at_version(stored.version() + 1);
+        }
+        if self.take_injected_conflict() || stored.version() != order.version() {
+            return Err(RepositoryError::Conflict);
+        }
+        // Only the state is written; what was placed never changes.
+        *stored = Order::restore(
+            stored.id,
+            stored.number.clone(),
+            stored.created_at,
+            stored.placed.clone(),
+            order.state().clone(),
+        )
+        .at_version(stored.version() + 1);
+        order.advance_version();
+        Ok(())
     }
 
     fn take_injected_conflict(&self) -> bool {
@@ -353,29 +387,7 @@ impl OrderRepository for InMemoryOrders {
     async fn save_state(&self, order: &mut Order, _now: DateTime<Utc>) -> RepoResult<()> {
         self.failing.check()?;
         self.save_calls.fetch_add(1, Ordering::SeqCst);
-        let mut orders = lock(&self.orders);
-        let stored = orders
-            .get_mut(&order.id)
-            .ok_or_else(|| unexpected("save_state of an order that was never stored"))?;
-        if let Some(change) = lock(&self.interference).take() {
-            // Another writer saved first: its change and a new version.
-            change(stored);
-            *stored = stored.clone().at_version(stored.version() + 1);
-        }
-        if self.take_injected_conflict() || stored.version() != order.version() {
-            return Err(RepositoryError::Conflict);
-        }
-        // Only the state is written; what was placed never changes.
-        *stored = Order::restore(
-            stored.id,
-            stored.number.clone(),
-            stored.created_at,
-            stored.placed.clone(),
-            order.state().clone(),
-        )
-        .at_version(stored.version() + 1);
-        order.advance_version();
-        Ok(())
+        self.write_checked(order)
     }
 
     async fn claim_payment_lease(
@@ -413,5 +425,116 @@ impl OrderRepository for InMemoryOrders {
             leases.remove(&order);
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- webhook events
+
+/// Webhook events and the outbox. `record` is one "transaction" with the
+/// order's state, which lives in the shared [`InMemoryOrders`]: the events'
+/// lock is held from the duplicate check to the last insert, the order is
+/// written with [`InMemoryOrders::write_checked`] before anything else, and
+/// a failed write leaves the event and the outbox untouched.
+pub struct InMemoryWebhookEvents {
+    orders: Arc<InMemoryOrders>,
+    events: Mutex<HashMap<String, WebhookEventRecord>>,
+    outbox: Mutex<Vec<OutboxMessage>>,
+    record_calls: AtomicUsize,
+    pub failing: FailSwitch,
+}
+
+impl InMemoryWebhookEvents {
+    pub fn new(orders: Arc<InMemoryOrders>) -> Self {
+        Self {
+            orders,
+            events: Mutex::default(),
+            outbox: Mutex::default(),
+            record_calls: AtomicUsize::new(0),
+            failing: FailSwitch::default(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<WebhookEventRecord> {
+        lock(&self.events).get(id).cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        lock(&self.events).len()
+    }
+
+    /// Every queued message, in queueing order.
+    pub fn outbox(&self) -> Vec<OutboxMessage> {
+        lock(&self.outbox).clone()
+    }
+
+    /// The topics of [`Self::outbox`], in queueing order.
+    pub fn outbox_topics(&self) -> Vec<String> {
+        lock(&self.outbox).iter().map(|m| m.topic.clone()).collect()
+    }
+
+    /// Calls of `record` and `record_replay`, including refused ones.
+    pub fn record_calls(&self) -> usize {
+        self.record_calls.load(Ordering::SeqCst)
+    }
+
+    fn write(
+        &self,
+        event: &WebhookEventRecord,
+        order: Option<&mut Order>,
+        outbox: &[OutboxMessage],
+        replay: bool,
+    ) -> RepoResult<EventRecorded> {
+        self.failing.check()?;
+        self.record_calls.fetch_add(1, Ordering::SeqCst);
+        let mut events = lock(&self.events);
+        if !replay && events.contains_key(&event.id) {
+            // Another delivery of this event got here first: nothing is written.
+            return Ok(EventRecorded::Duplicate);
+        }
+        if let Some(order) = order {
+            // A conflict returns here, before the event or the outbox is touched.
+            self.orders.write_checked(order)?;
+        }
+        match events.get_mut(&event.id) {
+            // A replay overwrites what processing did, as the SQL upsert does.
+            Some(stored) => {
+                stored.outcome.clone_from(&event.outcome);
+                stored.detail.clone_from(&event.detail);
+                stored.order_id = event.order_id;
+            }
+            None => {
+                events.insert(event.id.clone(), event.clone());
+            }
+        }
+        lock(&self.outbox).extend_from_slice(outbox);
+        Ok(EventRecorded::Recorded)
+    }
+}
+
+#[async_trait]
+impl WebhookEventRepository for InMemoryWebhookEvents {
+    async fn find(&self, id: &str) -> RepoResult<Option<WebhookEventRecord>> {
+        self.failing.check()?;
+        Ok(self.get(id))
+    }
+
+    async fn record(
+        &self,
+        event: &WebhookEventRecord,
+        order: Option<&mut Order>,
+        outbox: &[OutboxMessage],
+        _now: DateTime<Utc>,
+    ) -> RepoResult<EventRecorded> {
+        self.write(event, order, outbox, false)
+    }
+
+    async fn record_replay(
+        &self,
+        event: &WebhookEventRecord,
+        order: Option<&mut Order>,
+        outbox: &[OutboxMessage],
+        _now: DateTime<Utc>,
+    ) -> RepoResult<()> {
+        self.write(event, order, outbox, true).map(|_| ())
     }
 }

@@ -19,6 +19,15 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// Another handle on a database some other `TestDatabase` owns (a
+    /// second kessai instance on the same database).
+    pub fn existing(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            _dir: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {

@@ -67,19 +67,30 @@ macro_rules! with_localstripe_on_both_backends {
 pub const WEBHOOK_SECRET: &str = "whsec_kessai_test_current";
 pub const ROTATED_WEBHOOK_SECRET: &str = "whsec_kessai_test_next";
 
+/// The settings of an instance using localstripe.
+pub fn localstripe_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY.to_string()),
+        ("STRIPE_API_BASE", test_support::localstripe_url()),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            format!("{WEBHOOK_SECRET},{ROTATED_WEBHOOK_SECRET}"),
+        ),
+    ]
+}
+
 /// kessai talking to the localstripe that `scripts/test.sh` started.
 pub async fn spawn_app_with_localstripe(backend: Backend) -> TestApp {
-    let base = test_support::localstripe_url();
-    let secrets = format!("{WEBHOOK_SECRET},{ROTATED_WEBHOOK_SECRET}");
-    spawn_app_with(
-        backend,
-        &[
-            ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY),
-            ("STRIPE_API_BASE", &base),
-            ("STRIPE_WEBHOOK_SECRET", &secrets),
-        ],
-    )
-    .await
+    let vars = localstripe_vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_app_with(backend, &vars).await
+}
+
+/// A second instance using localstripe on `first`'s database.
+pub async fn spawn_second_localstripe_instance(first: &TestApp) -> TestApp {
+    let vars = localstripe_vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_second_instance(first, &vars).await
 }
 
 /// `Stripe-Signature` for `payload` signed with `secret` at unix time `t`,
@@ -133,10 +144,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts kessai with the given environment variables on top of the test
 /// defaults (fresh database, fixed auth secret).
 pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(TestDatabase::new(backend).await, vars).await
+}
+
+/// Another kessai instance on `first`'s database, with the same settings
+/// otherwise: stateless instances sharing one PostgreSQL.
+pub async fn spawn_second_instance(first: &TestApp, vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(TestDatabase::existing(&first.database.url), vars).await
+}
+
+async fn spawn_app_on(database: TestDatabase, vars: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         kessai::telemetry::init(infrastructure::config::LogFormat::Text);
     }
-    let database = TestDatabase::new(backend).await;
     let mut env: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database.url.clone()),
         ("DATABASE_MAX_CONNECTIONS".into(), "5".into()),

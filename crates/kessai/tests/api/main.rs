@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod catalog;
 mod errors;
+mod instances;
 mod operations;
 mod orders;
 mod payments;

@@ -8,7 +8,7 @@
 //! * `errors`: Stripe's error objects (and bodies that are not) as typed
 //!   `GatewayError`s.
 //! * `parsing`: real-shaped objects — Stripe's own examples
-//!   (`shared/stripe/fixtures3.json`) and captured localstripe responses
+//!   (`tests/fixtures/stripe/`, from `shared/stripe/fixtures3.json`) and captured localstripe responses
 //!   (`tests/fixtures/localstripe/`) — read into the port's types.
 //! * `behaviour`: one suite of cases run against real Stripe-like servers,
 //!   one test per case and backend (`behaviour::localstripe::<case>`). The

@@ -1,5 +1,5 @@
 //! Real-shaped objects read into the port's types: Stripe's own examples
-//! (`shared/stripe/fixtures3.json`, adjusted where kessai's objects differ)
+//! (`tests/fixtures/stripe/`, from `shared/stripe/fixtures3.json`, adjusted where kessai's objects differ)
 //! and localstripe's captured responses, served over HTTP as the client
 //! receives them.
 

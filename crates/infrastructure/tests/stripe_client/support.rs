@@ -65,20 +65,16 @@ pub fn metadata(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 const STRIPE_FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/stripe/fixtures3.json"
+    "/tests/fixtures/stripe/fixtures3-resources.json"
 );
 
-/// `resources.<name>` of Stripe's published `fixtures3.json`
-/// (`shared/stripe/`, beside the repository).
+/// `resources.<name>` of Stripe's published `fixtures3.json` (the objects
+/// kessai reads, copied into `tests/fixtures/stripe/`).
 pub fn stripe_fixture(name: &str) -> Value {
     static FIXTURES: OnceLock<Value> = OnceLock::new();
     let all = FIXTURES.get_or_init(|| {
         let text = std::fs::read_to_string(STRIPE_FIXTURES).unwrap_or_else(|e| {
-            panic!(
-                "cannot read Stripe's example objects at {STRIPE_FIXTURES}: {e}. \
-                 These tests need shared/stripe/fixtures3.json beside the repository \
-                 (shared/ next to main/, as in the workplace and in CI)."
-            )
+            panic!("cannot read Stripe's example objects at {STRIPE_FIXTURES}: {e}")
         });
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{STRIPE_FIXTURES} is not valid JSON: {e}"))

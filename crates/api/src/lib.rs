@@ -42,6 +42,8 @@ pub struct AppState {
     pub readiness: Arc<dyn ReadinessProbe>,
     pub cookies: CookieSettings,
     pub metrics: MetricsRenderer,
+    /// `stripe`, or `emulator` when no real payments happen.
+    pub payments_mode: &'static str,
 }
 
 /// The whole HTTP application.

@@ -23,8 +23,10 @@ use infrastructure::stripe::webhook::StripeWebhookDecoder;
 use infrastructure::stripe::{NotConfiguredGateway, StripeClient, StripeConfig};
 use infrastructure::token::HmacTokenIssuer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use stripe_emulator::{Emulator, EmulatorConfig, Faults};
 use tokio::net::TcpListener;
+use url::Url;
 
 /// The shop prices in yen (the demo catalog, the design document).
 const SHOP_CURRENCY: Currency = Currency::Jpy;
@@ -34,6 +36,8 @@ pub struct Application {
     router: axum::Router,
     database: Database,
     outbox: OutboxDispatcher,
+    /// The built-in Stripe emulator, when no key is configured.
+    emulator: Option<Emulator>,
 }
 
 /// Every use case, wired to its adapters: the design document's `di/`.
@@ -59,12 +63,64 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     Ok(database)
 }
 
+/// How kessai reaches Stripe: the real API (a key is configured), the
+/// built-in emulator on kessai's own listener, or nothing (commands that
+/// run without a server and without a key).
+#[derive(Clone)]
+pub enum StripeAccess {
+    Api {
+        base: Url,
+        secret_key: SecretString,
+        webhook_secrets: Vec<SecretString>,
+    },
+    Unconfigured,
+}
+
+impl StripeAccess {
+    /// What the settings say: the configured account, or nothing.
+    pub fn from_settings(settings: &Settings) -> Self {
+        match &settings.stripe_secret_key {
+            Some(key) => Self::Api {
+                base: settings.stripe_api_base.clone(),
+                secret_key: key.clone(),
+                webhook_secrets: settings.stripe_webhook_secrets.clone(),
+            },
+            None => Self::Unconfigured,
+        }
+    }
+
+    fn gateway(&self) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+        match self {
+            Self::Api {
+                base, secret_key, ..
+            } => Ok(Arc::new(StripeClient::new(StripeConfig::new(
+                base.clone(),
+                secret_key.clone(),
+            ))?)),
+            Self::Unconfigured => Ok(Arc::new(NotConfiguredGateway)),
+        }
+    }
+
+    fn webhook_secrets(&self) -> Vec<SecretString> {
+        match self {
+            Self::Api {
+                webhook_secrets, ..
+            } => webhook_secrets.clone(),
+            Self::Unconfigured => Vec::new(),
+        }
+    }
+}
+
 impl Services {
     /// Builds the services on an open database.
-    pub fn build(settings: &Settings, database: &Database) -> anyhow::Result<Self> {
+    pub fn build(
+        settings: &Settings,
+        database: &Database,
+        stripe: &StripeAccess,
+    ) -> anyhow::Result<Self> {
         let repositories = database.repositories();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let gateway = payment_gateway(settings)?;
+        let gateway = stripe.gateway()?;
         let token_key = match &settings.auth_secret {
             Some(secret) => SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
             None => {
@@ -95,12 +151,13 @@ impl Services {
             clock.clone(),
             shipping_fee,
         );
-        if settings.stripe_webhook_secrets.is_empty() {
+        let webhook_secrets = stripe.webhook_secrets();
+        if webhook_secrets.is_empty() {
             tracing::warn!("STRIPE_WEBHOOK_SECRET is not set: every webhook will be rejected");
         }
         let webhooks = WebhookService::new(
             Arc::new(StripeWebhookDecoder::new(
-                settings.stripe_webhook_secrets.clone(),
+                webhook_secrets,
                 settings.stripe_webhook_tolerance_seconds,
             )),
             repositories.orders.clone(),
@@ -144,7 +201,17 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let database = open_database(&settings).await?;
-        let services = Services::build(&settings, &database)?;
+        let (stripe, emulator) = match StripeAccess::from_settings(&settings) {
+            StripeAccess::Unconfigured => {
+                let (access, emulator) = embedded_emulator(&settings, &listener)?;
+                (access, Some(emulator))
+            }
+            configured => {
+                tracing::info!(api_base = %settings.stripe_api_base, "using Stripe");
+                (configured, None)
+            }
+        };
+        let services = Services::build(&settings, &database, &stripe)?;
         let products = match &settings.catalog_file {
             Some(path) => load_catalog_file(path)?,
             None => demo_catalog()?,
@@ -165,12 +232,24 @@ impl Application {
                 secure: settings.cookie_secure,
             },
             metrics: metrics_renderer(),
+            payments_mode: if emulator.is_some() {
+                "emulator"
+            } else {
+                "stripe"
+            },
         };
+        let mut router = api::router(state);
+        if let Some(emulator) = &emulator {
+            // Mounted after the API's layers: the emulator has its own, and
+            // its paths (client secrets) stay out of kessai's request logs.
+            router = router.nest("/_stripe", emulator.router());
+        }
         Ok(Self {
             listener,
-            router: api::router(state),
+            router,
             database,
             outbox: services.outbox,
+            emulator,
         })
     }
 
@@ -187,7 +266,17 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(%addr, database = self.database.backend(), "kessai is listening");
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-        let outbox = tokio::spawn(run_outbox(self.outbox, workers_stopped));
+        let outbox = tokio::spawn(run_outbox(self.outbox, workers_stopped.clone()));
+        let deliveries = self.emulator.map(|emulator| {
+            let mut stop = workers_stopped;
+            tokio::spawn(async move {
+                emulator
+                    .run_deliveries(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            })
+        });
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -195,29 +284,58 @@ impl Application {
         // In-flight requests are done; let the worker finish its round.
         let _ = stop_workers.send(true);
         let _ = outbox.await;
+        if let Some(deliveries) = deliveries {
+            let _ = deliveries.await;
+        }
         self.database.close().await;
         tracing::info!("kessai stopped");
         Ok(())
     }
 }
 
-/// The Stripe client for the configured account, or — with no key — a
-/// gateway that refuses every call (loudly), so nothing pretends to pay.
-fn payment_gateway(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentGateway>> {
-    match &settings.stripe_secret_key {
-        Some(key) => {
-            let config = StripeConfig::new(settings.stripe_api_base.clone(), key.clone());
-            tracing::info!(api_base = %settings.stripe_api_base, "using Stripe");
-            Ok(Arc::new(StripeClient::new(config)?))
-        }
-        None => {
-            tracing::warn!(
-                "STRIPE_SECRET_KEY is not set: kessai runs without a payment provider; \
-                 NO REAL PAYMENTS will happen and payment calls answer 502"
-            );
-            Ok(Arc::new(NotConfiguredGateway))
-        }
-    }
+/// With no Stripe key, kessai runs the built-in emulator under `/_stripe`
+/// on its own listener and talks to it over real HTTP, exactly as it would
+/// talk to Stripe; the emulator's webhooks come back to kessai's own
+/// endpoint, signed.
+fn embedded_emulator(
+    settings: &Settings,
+    listener: &TcpListener,
+) -> anyhow::Result<(StripeAccess, Emulator)> {
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        local.ip()
+    };
+    let origin = format!("http://{}", SocketAddr::new(host, local.port()));
+    let secret_key = format!("sk_test_emulator_{}", random_token());
+    let webhook_secret = match settings.stripe_webhook_secrets.first() {
+        Some(secret) => secret.expose_secret().to_string(),
+        None => format!("whsec_emulator_{}", random_token()),
+    };
+    let emulator = Emulator::new(EmulatorConfig {
+        secret_key: secret_key.clone(),
+        webhook_secret: webhook_secret.clone(),
+        webhook_url: Some(format!("{origin}/api/payments/webhook")),
+        faults: Faults::default(),
+    });
+    tracing::warn!(
+        stripe = %format!("{origin}/_stripe"),
+        checkout = %format!("{origin}/_stripe/checkout/{{client_secret}}"),
+        "STRIPE_SECRET_KEY is not set: using the BUILT-IN STRIPE EMULATOR. NO REAL PAYMENTS \
+         happen; set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) to use Stripe"
+    );
+    let access = StripeAccess::Api {
+        base: Url::parse(&format!("{origin}/_stripe/"))?,
+        secret_key: SecretString::from(secret_key),
+        webhook_secrets: vec![SecretString::from(webhook_secret)],
+    };
+    Ok((access, emulator))
+}
+
+fn random_token() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
 }
 
 /// The process-wide Prometheus recorder (installed once; every

@@ -35,6 +35,8 @@ pub struct ReadinessResponse {
     pub status: &'static str,
     /// `ok` or `unreachable`.
     pub database: &'static str,
+    /// `stripe`, or `emulator`: the built-in Stripe emulator, NO REAL PAYMENTS.
+    pub payments: &'static str,
 }
 
 /// 200 when the database answers, 503 otherwise.
@@ -50,6 +52,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             Json(ReadinessResponse {
                 status: "ready",
                 database: "ok",
+                payments: state.payments_mode,
             }),
         ),
         Err(error) => {
@@ -59,6 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 Json(ReadinessResponse {
                     status: "unavailable",
                     database: "unreachable",
+                    payments: state.payments_mode,
                 }),
             )
         }

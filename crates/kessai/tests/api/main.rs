@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod binary;
 mod catalog;
+mod emulator;
 mod errors;
 mod instances;
 mod operations;

@@ -95,6 +95,8 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_api_base: Url,
     pub stripe_webhook_secrets: Vec<SecretString>,
+    /// Faults for the built-in emulator, as JSON (tests, demos of failure).
+    pub stripe_emulator_faults: Option<String>,
     /// How far a webhook's signed timestamp may be from now, in seconds.
     pub stripe_webhook_tolerance_seconds: i64,
     /// `None`: a random key per start (tokens die with the process).
@@ -216,6 +218,7 @@ impl Settings {
             stripe_api_base,
             stripe_webhook_secrets,
             stripe_webhook_tolerance_seconds,
+            stripe_emulator_faults: get("STRIPE_EMULATOR_FAULTS"),
             auth_secret,
             access_token_ttl: Duration::from_secs(ttl_seconds as u64),
             cookie_secure,

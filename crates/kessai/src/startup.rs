@@ -313,11 +313,23 @@ fn embedded_emulator(
         Some(secret) => secret.expose_secret().to_string(),
         None => format!("whsec_emulator_{}", random_token()),
     };
+    let faults = match &settings.stripe_emulator_faults {
+        Some(json) => {
+            let faults: Faults = serde_json::from_str(json)
+                .map_err(|e| anyhow::anyhow!("STRIPE_EMULATOR_FAULTS: {e}"))?;
+            faults
+                .validate()
+                .map_err(|e| anyhow::anyhow!("STRIPE_EMULATOR_FAULTS: {e}"))?;
+            tracing::warn!(?faults, "the Stripe emulator injects faults");
+            faults
+        }
+        None => Faults::default(),
+    };
     let emulator = Emulator::new(EmulatorConfig {
         secret_key: secret_key.clone(),
         webhook_secret: webhook_secret.clone(),
         webhook_url: Some(format!("{origin}/api/payments/webhook")),
-        faults: Faults::default(),
+        faults,
     });
     tracing::warn!(
         stripe = %format!("{origin}/_stripe"),

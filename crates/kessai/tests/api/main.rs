@@ -10,6 +10,7 @@ mod binary;
 mod catalog;
 mod emulator;
 mod errors;
+mod faults;
 mod instances;
 mod operations;
 mod orders;

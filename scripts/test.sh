@@ -38,6 +38,9 @@ TEST_LOCALSTRIPE_URL=$(bash scripts/localstripe.sh start "$ls_dir")
 export TEST_LOCALSTRIPE_URL
 echo "test.sh: localstripe at $TEST_LOCALSTRIPE_URL" >&2
 
+# Headless Chromium and playwright-core for the checkout-page test.
+bash scripts/browser/setup.sh
+
 if [[ ${SKIP_LINT:-0} != 1 ]]; then
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

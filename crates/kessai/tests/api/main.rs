@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod binary;
+mod browser;
 mod catalog;
 mod emulator;
 mod errors;

@@ -87,7 +87,8 @@ impl fmt::Debug for EmulatorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Added to every `/v1` answer (faulted ones too).
+    /// Added before every `/v1` request is handled (a client that gives up
+    /// first leaves nothing done), faulted ones too.
     pub latency_ms: u64,
     /// Share of `/v1` requests answered 500 `api_error` before doing anything.
     pub error_rate: f64,

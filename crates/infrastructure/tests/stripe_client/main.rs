@@ -11,15 +11,19 @@
 //!   (`tests/fixtures/stripe/`, from `shared/stripe/fixtures3.json`) and captured localstripe responses
 //!   (`tests/fixtures/localstripe/`) — read into the port's types.
 //! * `behaviour`: one suite of cases run against real Stripe-like servers,
-//!   one test per case and backend (`behaviour::localstripe::<case>`). The
-//!   localstripe tests need `TEST_LOCALSTRIPE_URL` (scripts/test.sh sets it)
-//!   and fail without it.
+//!   one test per case and backend (`behaviour::localstripe::<case>`,
+//!   `behaviour::emulator::<case>`). The localstripe tests need
+//!   `TEST_LOCALSTRIPE_URL` (scripts/test.sh sets it) and fail without it;
+//!   the emulator ones start kessai's `stripe-emulator` in process.
+//! * `emulator`: what only the emulator can show: idempotent replays and
+//!   refusals, retries through injected faults, timeouts and lost answers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod behaviour;
+mod emulator;
 mod errors;
 mod parsing;
 mod requests;

@@ -7,7 +7,9 @@ mod error;
 mod extract;
 mod middleware;
 pub mod openapi;
+mod rate_limit;
 mod routes;
+mod security;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use application::{AuthService, CatalogService, OrderService};
 use axum::Router;
 
 pub use error::ApiError;
+pub use security::SecuritySettings;
 
 /// Largest JSON body accepted on the customer-facing API.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -41,6 +44,8 @@ pub struct AppState {
     pub webhooks: WebhookService,
     pub readiness: Arc<dyn ReadinessProbe>,
     pub cookies: CookieSettings,
+    /// Rate limits, allowed origins (CSRF, CORS), proxy trust.
+    pub security: SecuritySettings,
     pub metrics: MetricsRenderer,
     /// `stripe`, or `emulator` when no real payments happen.
     pub payments_mode: &'static str,
@@ -48,8 +53,13 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let policy = Arc::new(security::Policy::new(&state.security, state.cookies.secure));
+    let auth_limits = Arc::new(security::AuthRateLimits::new(
+        &state.security,
+        policy.clone(),
+    ));
     let api = Router::new()
-        .merge(routes::auth::router())
+        .merge(routes::auth::router(auth_limits))
         .merge(routes::catalog::router())
         .merge(routes::orders::router())
         .merge(routes::payments::router());
@@ -60,5 +70,5 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
-    middleware::apply(app)
+    middleware::apply(app, policy)
 }

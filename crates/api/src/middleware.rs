@@ -1,8 +1,10 @@
-//! Cross-cutting layers: request id, tracing span per request, body limit,
-//! and a last-resort panic handler that still answers problem JSON.
+//! Cross-cutting layers: request id, tracing span per request, security
+//! headers, CORS, CSRF, body limit, and a last-resort panic handler that
+//! still answers problem JSON.
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, Request, Response};
@@ -13,13 +15,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::security::{self, Policy};
 use crate::{ApiError, JSON_BODY_LIMIT};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps `router` in kessai's standard layers (outermost first: request id,
-/// trace span, response request id, panic guard, body limit).
-pub fn apply(router: Router) -> Router {
+/// Wraps `router` in kessai's standard layers (outermost first: metrics,
+/// request id, trace span, response request id, security headers, CORS
+/// (when origins are configured), panic guard, CSRF guard, body limit).
+pub fn apply(router: Router, policy: Arc<Policy>) -> Router {
+    let cors = policy.cors_layer();
     router.layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(record_metrics))
@@ -30,7 +35,16 @@ pub fn apply(router: Router) -> Router {
                     .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn_with_state(
+                policy.clone(),
+                security::security_headers,
+            ))
+            .option_layer(cors)
             .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn_with_state(
+                policy,
+                security::csrf_guard,
+            ))
             .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
     )
 }

@@ -4,6 +4,7 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
@@ -21,7 +22,7 @@ use crate::AppState;
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &InternalErrors),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "catalog", description = "Products"),
@@ -45,6 +46,49 @@ impl Modify for SecuritySchemes {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("access_token"))),
         );
+    }
+}
+
+/// Any operation can answer 500 `internal_error` (the database is gone, a
+/// handler panicked): one shared response, added to every operation.
+struct InternalErrors;
+
+impl Modify for InternalErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const NAME: &str = "InternalError";
+        let response = ResponseBuilder::new()
+            .description("`internal_error`: the cause is logged, never sent")
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .responses
+            .insert(NAME.into(), response.into());
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("500".into())
+                    .or_insert_with(|| Ref::from_response_name(NAME).into());
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod ports;
+pub mod reconcile;
 pub mod webhooks;
 
 use std::sync::Arc;

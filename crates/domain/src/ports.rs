@@ -21,6 +21,8 @@ pub trait UserRepository: Send + Sync {
     /// Records the user's Stripe Customer unless one is recorded already, and
     /// returns the one that is recorded now (ours, or the one that won).
     async fn set_stripe_customer(&self, id: UserId, customer_id: &str) -> RepoResult<String>;
+    /// Users who still have no Stripe Customer (it failed at registration).
+    async fn without_stripe_customer(&self, limit: i64) -> RepoResult<Vec<User>>;
 }
 
 #[async_trait]
@@ -66,6 +68,13 @@ pub trait OrderRepository: Send + Sync {
     /// [`RepositoryError::Conflict`] when the order was saved by someone else
     /// since it was read.
     async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()>;
+    /// [`Self::save_state`] and, in the same transaction, queues `outbox`.
+    async fn save_state_and_notify(
+        &self,
+        order: &mut Order,
+        outbox: &[OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> RepoResult<()>;
     /// Claims the right to create `order`'s PaymentIntent until `until`,
     /// if the order is still at the version it was read at and no other
     /// claim is live at `now`. Returns whether the claim was granted.
@@ -78,6 +87,25 @@ pub trait OrderRepository: Send + Sync {
     ) -> RepoResult<bool>;
     /// Gives up a claim made by `owner` (no-op if it is not the holder).
     async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()>;
+    /// Orders awaiting payment with a PaymentIntent, unchanged since
+    /// `quiet_since` and due for a check at `now`, least recently changed
+    /// first.
+    async fn due_for_reconciliation(
+        &self,
+        quiet_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> RepoResult<Vec<Order>>;
+    /// Records that the order was checked: the next check is not before
+    /// `next_check_at`, and this was check number `checks`.
+    async fn schedule_next_check(
+        &self,
+        order: OrderId,
+        next_check_at: DateTime<Utc>,
+        checks: i64,
+    ) -> RepoResult<()>;
+    /// How many times the order was checked already.
+    async fn reconcile_checks(&self, order: OrderId) -> RepoResult<i64>;
 }
 
 /// A webhook event as kessai recorded it.

@@ -95,6 +95,10 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_api_base: Url,
     pub stripe_webhook_secrets: Vec<SecretString>,
+    /// How often the reconciliation worker runs; `None`: it does not.
+    pub reconcile_interval: Option<Duration>,
+    /// How long an order awaiting payment must be quiet before it is checked.
+    pub reconcile_after: Duration,
     /// Faults for the built-in emulator, as JSON (tests, demos of failure).
     pub stripe_emulator_faults: Option<String>,
     /// How far a webhook's signed timestamp may be from now, in seconds.
@@ -103,6 +107,19 @@ pub struct Settings {
     pub auth_secret: Option<SecretString>,
     pub access_token_ttl: Duration,
     pub cookie_secure: bool,
+    /// Browser origins (`scheme://host[:port]`, normalised) allowed to send
+    /// cookie-authenticated requests and to use CORS with credentials.
+    /// Empty: same-origin only, and no CORS.
+    pub allowed_origins: Vec<String>,
+    /// Take the client address from `X-Forwarded-For` (and the request's
+    /// scheme and host from `X-Forwarded-Proto` / `X-Forwarded-Host`).
+    /// Only behind a proxy that sets them.
+    pub trust_proxy_headers: bool,
+    /// Attempts per minute at `POST /api/auth/login` and `/register`, per
+    /// client address (0: no limit).
+    pub auth_rate_limit_per_address: u32,
+    /// Attempts per minute at the same endpoints, per email (0: no limit).
+    pub auth_rate_limit_per_email: u32,
     pub catalog_file: Option<PathBuf>,
     /// Added to every order, in the shop currency's minor unit.
     pub shipping_fee: i64,
@@ -197,6 +214,53 @@ impl Settings {
             365 * 24 * 3600,
         )?;
         let cookie_secure = parse_bool("COOKIE_SECURE", get("COOKIE_SECURE"), false)?;
+        if stripe_secret_key
+            .as_ref()
+            .is_some_and(|key| is_live_key(key.expose_secret()))
+        {
+            let missing: Vec<&str> = [
+                (!cookie_secure).then_some("COOKIE_SECURE=true"),
+                auth_secret.is_none().then_some("AUTH_SECRET"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !missing.is_empty() {
+                return Err(invalid(
+                    "STRIPE_SECRET_KEY",
+                    format!(
+                        "a live key (sk_live_/rk_live_) takes real payments and needs \
+                         COOKIE_SECURE=true and AUTH_SECRET; missing: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
+        let allowed_origins = match get("ALLOWED_ORIGINS") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(parse_origin)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let trust_proxy_headers =
+            parse_bool("TRUST_PROXY_HEADERS", get("TRUST_PROXY_HEADERS"), false)?;
+        let auth_rate_limit_per_address = parse_number(
+            "AUTH_RATE_LIMIT_PER_ADDRESS",
+            get("AUTH_RATE_LIMIT_PER_ADDRESS"),
+            10,
+            0,
+            1_000_000,
+        )? as u32;
+        let auth_rate_limit_per_email = parse_number(
+            "AUTH_RATE_LIMIT_PER_EMAIL",
+            get("AUTH_RATE_LIMIT_PER_EMAIL"),
+            5,
+            0,
+            1_000_000,
+        )? as u32;
         let catalog_file = get("CATALOG_FILE").map(PathBuf::from);
         let shipping_fee = parse_number("SHIPPING_FEE", get("SHIPPING_FEE"), 0, 0, 1_000_000)?;
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
@@ -219,14 +283,68 @@ impl Settings {
             stripe_webhook_secrets,
             stripe_webhook_tolerance_seconds,
             stripe_emulator_faults: get("STRIPE_EMULATOR_FAULTS"),
+            reconcile_interval: match parse_number(
+                "RECONCILE_INTERVAL_SECONDS",
+                get("RECONCILE_INTERVAL_SECONDS"),
+                30,
+                0,
+                86_400,
+            )? {
+                0 => None,
+                n => Some(Duration::from_secs(n as u64)),
+            },
+            reconcile_after: Duration::from_secs(parse_number(
+                "RECONCILE_AFTER_SECONDS",
+                get("RECONCILE_AFTER_SECONDS"),
+                120,
+                0,
+                30 * 86_400,
+            )? as u64),
             auth_secret,
             access_token_ttl: Duration::from_secs(ttl_seconds as u64),
             cookie_secure,
+            allowed_origins,
+            trust_proxy_headers,
+            auth_rate_limit_per_address,
+            auth_rate_limit_per_email,
             catalog_file,
             shipping_fee,
             log_format,
         })
     }
+}
+
+/// `sk_live_…` and `rk_live_…` take real money.
+fn is_live_key(key: &str) -> bool {
+    key.starts_with("sk_live_") || key.starts_with("rk_live_")
+}
+
+/// One `ALLOWED_ORIGINS` entry: an http(s) origin with no path, query or
+/// credentials, in the form browsers send in `Origin`
+/// (`https://shop.example`, default port omitted, host lower-case).
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| invalid("ALLOWED_ORIGINS", format!("`{raw}`: {why}"));
+    if raw == "*" || raw == "null" {
+        return Err(bad(
+            "list each origin (credentials are never allowed for any origin)",
+        ));
+    }
+    let url = Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("expected http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(bad("expected scheme://host[:port] and nothing else"));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 fn parse_number(
@@ -298,10 +416,87 @@ mod tests {
             ("SHIPPING_FEE", "-5"),
             ("ACCESS_TOKEN_TTL_SECONDS", "abc"),
             ("LOG_FORMAT", "xml"),
+            ("ALLOWED_ORIGINS", "*"),
+            ("ALLOWED_ORIGINS", "shop.example"),
+            ("ALLOWED_ORIGINS", "https://shop.example/app"),
+            ("ALLOWED_ORIGINS", "ftp://shop.example"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://a.example,https://user@b.example",
+            ),
+            ("TRUST_PROXY_HEADERS", "sometimes"),
+            ("AUTH_RATE_LIMIT_PER_ADDRESS", "-1"),
+            ("AUTH_RATE_LIMIT_PER_EMAIL", "many"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn abuse_limits_have_defaults_and_zero_turns_them_off() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            (s.auth_rate_limit_per_address, s.auth_rate_limit_per_email),
+            (10, 5)
+        );
+        assert!(s.allowed_origins.is_empty());
+        assert!(!s.trust_proxy_headers);
+        let s = settings(&[
+            ("AUTH_RATE_LIMIT_PER_ADDRESS", "0"),
+            ("AUTH_RATE_LIMIT_PER_EMAIL", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.auth_rate_limit_per_address, s.auth_rate_limit_per_email),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn allowed_origins_are_normalised_as_browsers_send_them() {
+        let s = settings(&[(
+            "ALLOWED_ORIGINS",
+            "https://Shop.Example, https://shop.example:443/ ,http://localhost:5173,",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            [
+                "https://shop.example",
+                "https://shop.example",
+                "http://localhost:5173"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_live_key_needs_secure_cookies_and_a_fixed_auth_secret() {
+        const SECRET: &str = "0123456789abcdef0123456789abcdef";
+        for key in ["sk_live_abc", "rk_live_abc"] {
+            for (vars, missing) in [
+                (vec![], vec!["COOKIE_SECURE", "AUTH_SECRET"]),
+                (vec![("COOKIE_SECURE", "true")], vec!["AUTH_SECRET"]),
+                (vec![("AUTH_SECRET", SECRET)], vec!["COOKIE_SECURE"]),
+            ] {
+                let mut vars = vars;
+                vars.push(("STRIPE_SECRET_KEY", key));
+                let err = settings(&vars).unwrap_err();
+                assert_eq!(err.variable, "STRIPE_SECRET_KEY");
+                let shown = err.to_string();
+                for name in missing {
+                    assert!(shown.contains(name), "{shown}");
+                }
+                assert!(!shown.contains("abc"), "the key leaked: {shown}");
+            }
+            let ok = settings(&[
+                ("STRIPE_SECRET_KEY", key),
+                ("COOKIE_SECURE", "true"),
+                ("AUTH_SECRET", SECRET),
+            ]);
+            assert!(ok.is_ok(), "{key}");
+        }
+        assert!(settings(&[("STRIPE_SECRET_KEY", "sk_test_abc")]).is_ok());
     }
 
     #[test]

@@ -48,6 +48,9 @@ enum Command {
         #[arg(long, default_value = "whsec_emulator")]
         webhook_secret: String,
     },
+    /// Run one reconciliation pass (ask Stripe about orders awaiting
+    /// payment without news) and print what it fixed.
+    Reconcile,
     /// Inspect or reprocess received Stripe events.
     Events {
         #[command(subcommand)]
@@ -111,6 +114,7 @@ async fn main() -> ExitCode {
         Command::Events {
             command: EventsCommand::Replay { event_id },
         } => replay(settings, &event_id).await,
+        Command::Reconcile => reconcile(settings).await,
         Command::Demo { .. } | Command::StripeEmulator { .. } => Ok(()),
     };
     match result {
@@ -164,5 +168,27 @@ async fn stripe_emulator(
     });
     tracing::info!(addr = %listener.local_addr()?, "Stripe emulator listening (no real payments)");
     emulator.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn reconcile(settings: Settings) -> anyhow::Result<()> {
+    let database = open_database(&settings).await?;
+    let services = Services::build(
+        &settings,
+        &database,
+        &StripeAccess::from_settings(&settings),
+    )?;
+    let report = services.reconciler.run_once().await;
+    database.close().await;
+    let report = report?;
+    println!(
+        "checked {} orders: {} paid, {} still open, {} left for a human, {} failed; {} customers created",
+        report.checked,
+        report.paid,
+        report.still_open,
+        report.given_up,
+        report.failed,
+        report.customers_created
+    );
     Ok(())
 }

@@ -11,6 +11,7 @@ use application::outbox::OutboxDispatcher;
 use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
 use application::ports::payment_gateway::PaymentGateway;
 use application::ports::{Clock, SystemClock};
+use application::reconcile::{ReconcileSettings, Reconciler};
 use application::webhooks::WebhookService;
 use application::{AuthService, CatalogService, OrderService};
 use domain::{Currency, Money};
@@ -38,6 +39,8 @@ pub struct Application {
     outbox: OutboxDispatcher,
     /// The built-in Stripe emulator, when no key is configured.
     emulator: Option<Emulator>,
+    reconciler: Reconciler,
+    reconcile_interval: Option<std::time::Duration>,
 }
 
 /// Every use case, wired to its adapters: the design document's `di/`.
@@ -48,6 +51,7 @@ pub struct Services {
     pub payments: PaymentService,
     pub webhooks: WebhookService,
     pub outbox: OutboxDispatcher,
+    pub reconciler: Reconciler,
 }
 
 /// Opens the database named by the settings and applies the migrations.
@@ -165,13 +169,26 @@ impl Services {
             gateway.clone(),
             clock.clone(),
         );
+        let instance = instance_id();
+        let reconciler = Reconciler::new(
+            repositories.orders.clone(),
+            repositories.users.clone(),
+            gateway.clone(),
+            clock.clone(),
+            ReconcileSettings {
+                quiet_for: chrono::Duration::from_std(settings.reconcile_after)
+                    .context("RECONCILE_AFTER_SECONDS out of range")?,
+                ..ReconcileSettings::default()
+            },
+            instance.clone(),
+        );
         let payments = PaymentService::new(
             repositories.orders.clone(),
             repositories.users.clone(),
             gateway,
             clock.clone(),
             LeaseSettings::default(),
-            instance_id(),
+            instance,
         );
         let outbox =
             OutboxDispatcher::new(repositories.outbox.clone(), Arc::new(LogNotifier), clock);
@@ -182,6 +199,7 @@ impl Services {
             payments,
             webhooks,
             outbox,
+            reconciler,
         })
     }
 }
@@ -231,6 +249,12 @@ impl Application {
             cookies: CookieSettings {
                 secure: settings.cookie_secure,
             },
+            security: api::SecuritySettings {
+                allowed_origins: settings.allowed_origins.clone(),
+                trust_proxy_headers: settings.trust_proxy_headers,
+                auth_rate_limit_per_address: settings.auth_rate_limit_per_address,
+                auth_rate_limit_per_email: settings.auth_rate_limit_per_email,
+            },
             metrics: metrics_renderer(),
             payments_mode: if emulator.is_some() {
                 "emulator"
@@ -250,6 +274,8 @@ impl Application {
             database,
             outbox: services.outbox,
             emulator,
+            reconciler: services.reconciler,
+            reconcile_interval: settings.reconcile_interval,
         })
     }
 
@@ -267,6 +293,13 @@ impl Application {
         tracing::info!(%addr, database = self.database.backend(), "kessai is listening");
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let outbox = tokio::spawn(run_outbox(self.outbox, workers_stopped.clone()));
+        let reconciler = self.reconcile_interval.map(|every| {
+            tokio::spawn(run_reconciler(
+                self.reconciler,
+                every,
+                workers_stopped.clone(),
+            ))
+        });
         let deliveries = self.emulator.map(|emulator| {
             let mut stop = workers_stopped;
             tokio::spawn(async move {
@@ -277,13 +310,21 @@ impl Application {
                     .await;
             })
         });
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        // With the peer address (ConnectInfo): the auth rate limits key on it.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
         // In-flight requests are done; let the worker finish its round.
         let _ = stop_workers.send(true);
         let _ = outbox.await;
+        if let Some(reconciler) = reconciler {
+            let _ = reconciler.await;
+        }
         if let Some(deliveries) = deliveries {
             let _ = deliveries.await;
         }
@@ -369,6 +410,26 @@ fn metrics_renderer() -> api::MetricsRenderer {
     match handle.clone() {
         Some(handle) => Arc::new(move || handle.render()),
         None => Arc::new(String::new),
+    }
+}
+
+/// Runs a reconciliation pass every `every` until told to stop.
+async fn run_reconciler(
+    reconciler: Reconciler,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = reconciler.run_once().await {
+                    tracing::warn!(%error, "reconciliation pass failed; will retry");
+                }
+            }
+            _ = stop.changed() => break,
+        }
     }
 }
 

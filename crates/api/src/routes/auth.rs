@@ -1,5 +1,7 @@
 //! POST /api/auth/register, /login, /logout and GET /api/auth/me.
 
+use std::sync::Arc;
+
 use application::auth::{LoginInput, RegisterInput, SignedIn};
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -14,12 +16,20 @@ use crate::error::Problem;
 use crate::extract::{
     access_token, access_token_cookie, cleared_access_token_cookie, CurrentUser, JsonBody,
 };
+use crate::security::{limit_auth_attempts, AuthRateLimits};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The auth routes; login and register are rate limited by `limits`.
+pub fn router(limits: Arc<AuthRateLimits>) -> Router<AppState> {
+    let limited = Router::new()
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits,
+            limit_auth_attempts,
+        ));
+    Router::new()
+        .merge(limited)
         .route("/api/auth/logout", post(logout))
         .route("/api/auth/me", get(me))
 }
@@ -27,12 +37,25 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "taro@example.jp")]
+    /// Trimmed and lower-cased before use. The pattern (printable ASCII,
+    /// one `@`, a dotted domain) is what is always accepted; the server also
+    /// takes non-ASCII addresses of at most 64 bytes before the `@` and 254
+    /// in all.
+    #[schema(
+        example = "taro@example.jp",
+        max_length = 254,
+        pattern = r"^[\x21-\x3f\x41-\x7e]{1,64}@[\x21-\x2d\x2f-\x3f\x41-\x7e]+(\.[\x21-\x2d\x2f-\x3f\x41-\x7e]+)+$"
+    )]
     pub email: String,
-    /// At least 8 characters.
-    #[schema(example = "correct horse battery")]
+    /// 8 to 128 characters.
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(example = "山田太郎")]
+    /// At most 100 characters, no control characters; blank means none.
+    #[schema(
+        example = "山田太郎",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
 }
 
@@ -89,9 +112,12 @@ fn with_session_cookie(
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered; `access_token` cookie set", body = RegisterResponse),
+        (status = 403, description = "`csrf_rejected`: sent with the `access_token` cookie (and no `Authorization`) from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_already_exists`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many attempts from this client address or for this email", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
     )
 )]
 pub async fn register(
@@ -126,7 +152,11 @@ pub async fn register(
     responses(
         (status = 200, description = "Logged in; `access_token` cookie set", body = LoginResponse),
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`: sent with the `access_token` cookie (and no `Authorization`) from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many attempts from this client address or for this email", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
     )
 )]
 pub async fn login(
@@ -151,7 +181,10 @@ pub async fn login(
 /// Log out: the token stops working and the cookie is cleared. Idempotent.
 #[utoipa::path(
     post, path = "/api/auth/logout", tag = "auth",
-    responses((status = 200, description = "Logged out", body = MessageResponse))
+    responses(
+        (status = 200, description = "Logged out", body = MessageResponse),
+        (status = 403, description = "`csrf_rejected`: sent with the `access_token` cookie (and no `Authorization`) from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     if let Some(token) = access_token(&parts) {

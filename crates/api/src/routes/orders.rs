@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::Problem;
-use crate::extract::{CurrentUser, JsonBody, OptionalJsonBody};
+use crate::extract::{whole_number, CurrentUser, JsonBody, OptionalJsonBody};
 use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -24,8 +24,10 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
+    #[serde(deserialize_with = "whole_number")]
     pub product_id: i64,
     /// 1 to 999.
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 999)]
     pub quantity: i64,
 }
@@ -34,13 +36,18 @@ pub struct OrderItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// 1 to 50 lines. Prices are taken from the catalog, never from here.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderItemRequest>,
+    /// At most 1000 characters (after trimming), no NUL; blank means none.
+    #[schema(max_length = 1000, pattern = r"^[^\x00]*$")]
     pub notes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderRequest {
+    /// At most 500 characters (after trimming), no NUL; blank means none.
+    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -139,6 +146,7 @@ pub struct OrdersResponse {
     responses(
         (status = 201, body = OrderResponse),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`: sent with the `access_token` cookie (and no `Authorization`) from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`product_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error`", body = Problem, content_type = "application/problem+json"),
@@ -149,6 +157,7 @@ pub async fn create_order(
     CurrentUser(user): CurrentUser,
     JsonBody(body): JsonBody<CreateOrderRequest>,
 ) -> Result<(StatusCode, Json<OrderResponse>), ApiError> {
+    refuse_nul("notes", body.notes.as_deref())?;
     let input = CreateOrderInput {
         items: body
             .items
@@ -181,6 +190,17 @@ pub async fn list_orders(
     Ok(Json(OrdersResponse {
         orders: orders.iter().map(OrderResponse::from).collect(),
     }))
+}
+
+/// PostgreSQL text cannot hold U+0000: free text carrying one is refused
+/// here (422) rather than failing as a 500 when it is stored.
+fn refuse_nul(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ApiError::validation(format!(
+            "{field}: must not contain NUL characters"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -220,9 +240,10 @@ pub async fn get_order(
     responses(
         (status = 200, body = OrderResponse),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`permission_denied`, or `csrf_rejected`: a cookie request from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`order_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`order_cannot_cancel`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`payment_provider_error`: the PaymentIntent could not be cancelled; the order is unchanged", body = Problem, content_type = "application/problem+json"),
     )
@@ -233,6 +254,7 @@ pub async fn cancel_order(
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<CancelOrderRequest>,
 ) -> Result<Json<OrderResponse>, ApiError> {
+    refuse_nul("reason", body.reason.as_deref())?;
     let order = state
         .orders
         .cancel_order(user.id, order_id(&id)?, body.reason)

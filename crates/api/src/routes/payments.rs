@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::Problem;
-use crate::extract::{CurrentUser, JsonBody};
+use crate::extract::{whole_number, CurrentUser, JsonBody};
 use crate::{ApiError, AppState};
 
 /// Stripe's events stay far below this; larger bodies are not Stripe's.
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentIntentRequest {
+    #[serde(deserialize_with = "whole_number")]
     pub order_id: i64,
 }
 
@@ -54,9 +55,10 @@ pub struct CreatePaymentIntentResponse {
     responses(
         (status = 200, body = CreatePaymentIntentResponse),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`permission_denied`, or `csrf_rejected`: a cookie request from an origin that is neither this server nor in `ALLOWED_ORIGINS`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`order_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`payment_already_processed` or `order_not_pending`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_error` (e.g. an `amount` field)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`payment_provider_error`; the order is unchanged", body = Problem, content_type = "application/problem+json"),
     )

@@ -101,7 +101,15 @@ impl Settlement {
             | SuccessOutcome::NotTheOrders
             | SuccessOutcome::NotSucceeded => return Ok(order),
         }
-        match self.orders.save_state(&mut order, self.clock.now()).await {
+        let paid = [domain::ports::OutboxMessage {
+            topic: "order_paid".to_string(),
+            order_id: order.id,
+        }];
+        match self
+            .orders
+            .save_state_and_notify(&mut order, &paid, self.clock.now())
+            .await
+        {
             Ok(()) => {
                 tracing::info!(order_id = %order.id, payment_intent = %intent.id, "order paid");
                 Ok(order)

@@ -9,4 +9,5 @@ mod auth;
 mod catalog;
 mod orders;
 mod payments;
+mod reconcile;
 mod webhooks;

@@ -63,10 +63,15 @@ CREATE TABLE orders (
     -- call to Stripe, and a crashed holder's lease simply runs out.
     intent_lease_owner         TEXT,
     intent_lease_until_ms      BIGINT      NOT NULL DEFAULT 0,
+    -- Reconciliation schedule: when to ask Stripe next about an order that
+    -- awaits payment without news, and how many times we already asked.
+    next_check_at_ms           BIGINT  NOT NULL DEFAULT 0,
+    reconcile_checks           BIGINT  NOT NULL DEFAULT 0,
     created_at                 TIMESTAMPTZ NOT NULL,
     updated_at                 TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX orders_user_id ON orders (user_id, id);
+CREATE INDEX orders_awaiting ON orders (next_check_at_ms) WHERE status = 'awaiting_payment';
 
 CREATE TABLE order_items (
     order_id     BIGINT NOT NULL REFERENCES orders (id) ON DELETE CASCADE,

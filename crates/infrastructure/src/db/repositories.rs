@@ -94,6 +94,20 @@ macro_rules! sql_repositories {
                         .map_err(db_error)?;
                 stored.ok_or_else(|| RepositoryError::Unexpected("customer id was not stored".into()))
             }
+
+            async fn without_stripe_customer(&self, limit: i64) -> RepoResult<Vec<User>> {
+                sqlx::query_as::<_, UserRow>(
+                    "SELECT id, email, name, password_hash, stripe_customer_id, created_at \
+                     FROM users WHERE stripe_customer_id IS NULL ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(User::try_from)
+                .collect()
+            }
         }
 
         #[async_trait]
@@ -375,6 +389,22 @@ macro_rules! sql_repositories {
                 }
             }
 
+            async fn save_state_and_notify(
+                &self,
+                order: &mut Order,
+                outbox: &[OutboxMessage],
+                now: DateTime<Utc>,
+            ) -> RepoResult<()> {
+                let mut tx = self.writer.begin().await.map_err(db_error)?;
+                if !write_state(&mut *tx, order, now).await.map_err(db_error)? {
+                    return Err(RepositoryError::Conflict);
+                }
+                queue_outbox(&mut tx, outbox, now).await.map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                order.advance_version();
+                Ok(())
+            }
+
             async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>> {
                 let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = $1");
                 let row = sqlx::query_as::<_, OrderRow>(&sql)
@@ -409,6 +439,53 @@ macro_rules! sql_repositories {
                 .await
                 .map_err(db_error)?;
                 Ok(result.rows_affected() == 1)
+            }
+
+            async fn due_for_reconciliation(
+                &self,
+                quiet_since: DateTime<Utc>,
+                now: DateTime<Utc>,
+                limit: i64,
+            ) -> RepoResult<Vec<Order>> {
+                let sql = format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'awaiting_payment' \
+                     AND payment_intent_id IS NOT NULL AND next_check_at_ms <= $1 \
+                     AND updated_at < $2 ORDER BY updated_at LIMIT $3"
+                );
+                let rows = sqlx::query_as::<_, OrderRow>(&sql)
+                    .bind(now.timestamp_millis())
+                    .bind(quiet_since)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db_error)?;
+                self.assemble(rows).await
+            }
+
+            async fn schedule_next_check(
+                &self,
+                order: OrderId,
+                next_check_at: DateTime<Utc>,
+                checks: i64,
+            ) -> RepoResult<()> {
+                sqlx::query(
+                    "UPDATE orders SET next_check_at_ms = $1, reconcile_checks = $2 WHERE id = $3",
+                )
+                .bind(next_check_at.timestamp_millis())
+                .bind(checks)
+                .bind(order.get())
+                .execute(&self.writer)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn reconcile_checks(&self, order: OrderId) -> RepoResult<i64> {
+                sqlx::query_scalar("SELECT reconcile_checks FROM orders WHERE id = $1")
+                    .bind(order.get())
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(db_error)
             }
 
             async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()> {
@@ -457,6 +534,22 @@ macro_rules! sql_repositories {
             .execute(executor)
             .await?;
             Ok(result.rows_affected() == 1)
+        }
+
+        async fn queue_outbox(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            outbox: &[OutboxMessage],
+            now: DateTime<Utc>,
+        ) -> Result<(), sqlx::Error> {
+            for message in outbox {
+                sqlx::query("INSERT INTO outbox (topic, order_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(&message.topic)
+                    .bind(message.order_id.get())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
         }
 
         #[derive(sqlx::FromRow)]
@@ -518,15 +611,7 @@ macro_rules! sql_repositories {
                     }
                     saved = true;
                 }
-                for message in outbox {
-                    sqlx::query("INSERT INTO outbox (topic, order_id, created_at) VALUES ($1, $2, $3)")
-                        .bind(&message.topic)
-                        .bind(message.order_id.get())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                }
+                queue_outbox(&mut tx, outbox, now).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
                 if let (true, Some(order)) = (saved, order) {
                     order.advance_version();

@@ -16,6 +16,7 @@ backend_tests! {
         save_state_persists_every_field,
         save_state_with_stale_status_is_conflict,
         deactivated_product_never_breaks_orders,
+        reconciliation_finds_quiet_awaiting_orders_on_schedule,
     ],
     multi: [],
 }
@@ -494,4 +495,65 @@ async fn deactivated_product_never_breaks_orders(backend: Backend) {
     h.repos.products.replace_catalog(&[]).await.unwrap();
     assert_stored(&h, &order).await;
     assert_stored(&h, &late).await;
+}
+
+async fn reconciliation_finds_quiet_awaiting_orders_on_schedule(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = h.user("reconcile@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let orders = &h.repos.orders;
+    let created = t0();
+    let mut awaiting = orders
+        .insert(
+            new_order(user.id, &[(&products[0], 1)], None),
+            day(2024, 11, 24),
+            created,
+        )
+        .await
+        .unwrap();
+    awaiting.begin_payment("pi_quiet".into()).unwrap();
+    orders.save_state(&mut awaiting, created).await.unwrap();
+    // Pending orders (no intent) are never due.
+    orders
+        .insert(
+            new_order(user.id, &[(&products[0], 1)], None),
+            day(2024, 11, 24),
+            created,
+        )
+        .await
+        .unwrap();
+
+    let later = created + Duration::minutes(10);
+    let due = |quiet_since, now| async move {
+        orders
+            .due_for_reconciliation(quiet_since, now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    // Quiet for long enough: due. Changed too recently: not yet.
+    assert_eq!(
+        due(later - Duration::minutes(2), later).await,
+        vec![awaiting.id]
+    );
+    assert_eq!(due(created - Duration::minutes(2), later).await, vec![]);
+
+    // Checked once: not due again until the scheduled time.
+    orders
+        .schedule_next_check(awaiting.id, later + Duration::seconds(15), 1)
+        .await
+        .unwrap();
+    assert_eq!(orders.reconcile_checks(awaiting.id).await.unwrap(), 1);
+    assert_eq!(due(later, later + Duration::seconds(14)).await, vec![]);
+    assert_eq!(
+        due(later, later + Duration::seconds(15)).await,
+        vec![awaiting.id]
+    );
+
+    // Paid orders are never due.
+    awaiting.mark_paid(later).unwrap();
+    orders.save_state(&mut awaiting, created).await.unwrap();
+    assert_eq!(due(later, later + Duration::days(30)).await, vec![]);
 }

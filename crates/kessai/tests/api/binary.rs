@@ -30,6 +30,45 @@ fn a_bad_bind_address_is_reported() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("BIND_ADDR"));
 }
 
+/// A live key takes real money: without secure cookies and a fixed token
+/// key the start is refused (exit 78, as any configuration error), naming
+/// what is missing and never the key.
+#[test]
+fn a_live_key_without_secure_cookies_and_auth_secret_is_refused() {
+    for key in ["sk_live_kessai_refused", "rk_live_kessai_refused"] {
+        let output = Command::new(KESSAI)
+            .arg("serve")
+            .env("STRIPE_SECRET_KEY", key)
+            .env("DATABASE_URL", "sqlite:///dev/null/never-created.db")
+            .env_remove("COOKIE_SECURE")
+            .env_remove("AUTH_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(78), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for name in ["STRIPE_SECRET_KEY", "COOKIE_SECURE", "AUTH_SECRET"] {
+            assert!(stderr.contains(name), "{name} not named: {stderr}");
+        }
+        assert!(
+            !stderr.contains("kessai_refused"),
+            "the key leaked: {stderr}"
+        );
+    }
+    // With both set, the configuration passes (the start then fails on the
+    // database, which is not a configuration error).
+    let output = Command::new(KESSAI)
+        .arg("serve")
+        .env("STRIPE_SECRET_KEY", "sk_live_kessai_refused")
+        .env("COOKIE_SECURE", "true")
+        .env("AUTH_SECRET", "0123456789abcdef0123456789abcdef-live")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", "sqlite:///dev/null/never-created.db")
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(78), "{output:?}");
+    assert!(!output.status.success());
+}
+
 #[tokio::test]
 async fn migrate_creates_the_schema_and_exits() {
     let db = TestDatabase::new(Backend::Sqlite).await;

@@ -219,3 +219,67 @@ async fn a_lost_webhook_leaves_the_order_awaiting_until_kessai_asks_stripe() {
         .unwrap();
     assert_eq!(settled["status"], "paid");
 }
+
+/// Stripe's webhook delivery is down: the reconciliation worker alone
+/// finds the paid orders and settles them; the unpaid one stays payable.
+async fn with_webhooks_off_reconciliation_alone_settles_every_paid_order(backend: Backend) {
+    let faults = json!({"webhooks_enabled": false}).to_string();
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("STRIPE_EMULATOR_FAULTS", &faults),
+            ("RECONCILE_INTERVAL_SECONDS", "1"),
+            ("RECONCILE_AFTER_SECONDS", "0"),
+        ],
+    )
+    .await;
+    let mut paid = Vec::new();
+    for _ in 0..3 {
+        let user = app.new_user().await;
+        let order = two_block_order(&app, &user).await;
+        pay(&app, &user, &order).await;
+        paid.push((user, order));
+    }
+    let unpaid_user = app.new_user().await;
+    let unpaid = two_block_order(&app, &unpaid_user).await;
+    let intent = app
+        .post(
+            "/api/payments/intent",
+            Some(&unpaid_user.token),
+            &json!({"order_id": unpaid["id"]}),
+        )
+        .await;
+    assert_eq!(intent.status(), StatusCode::OK);
+
+    for (user, order) in &paid {
+        let settled = wait_until_paid(&app, user, order).await;
+        assert!(settled["paid_at"].as_str().is_some());
+        let (intents, applied_by_webhook, notified) =
+            ledger(&app, backend, order["id"].as_i64().unwrap()).await;
+        assert_eq!(
+            (intents, applied_by_webhook, notified),
+            (1, 0, 1),
+            "settled by reconciliation, not by a webhook"
+        );
+    }
+    let still: Value = app
+        .get(
+            &format!("/api/orders/{}", unpaid["id"]),
+            Some(&unpaid_user.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["status"], "awaiting_payment");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_webhooks_off_reconciliation_alone_settles_every_paid_order_sqlite() {
+    with_webhooks_off_reconciliation_alone_settles_every_paid_order(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_webhooks_off_reconciliation_alone_settles_every_paid_order_postgres() {
+    with_webhooks_off_reconciliation_alone_settles_every_paid_order(Backend::Postgres).await;
+}

@@ -92,6 +92,16 @@ impl UserRepository for InMemoryUsers {
             .cloned())
     }
 
+    async fn without_stripe_customer(&self, limit: i64) -> RepoResult<Vec<User>> {
+        self.failing.check()?;
+        Ok(lock(&self.users)
+            .iter()
+            .filter(|u| u.stripe_customer_id.is_none())
+            .take(usize::try_from(limit).unwrap_or(0))
+            .cloned()
+            .collect())
+    }
+
     async fn set_stripe_customer(&self, id: UserId, customer_id: &str) -> RepoResult<String> {
         self.failing.check()?;
         let mut users = lock(&self.users);
@@ -264,6 +274,10 @@ pub struct InMemoryOrders {
     save_calls: AtomicUsize,
     /// Order → (lease owner, held until).
     leases: Mutex<HashMap<OrderId, (String, DateTime<Utc>)>>,
+    /// Messages queued by `save_state_and_notify`.
+    pub notified: Mutex<Vec<domain::ports::OutboxMessage>>,
+    /// Order → (next reconciliation check, checks so far).
+    checks: Mutex<HashMap<OrderId, (DateTime<Utc>, i64)>>,
     pub failing: FailSwitch,
 }
 
@@ -413,6 +427,51 @@ impl OrderRepository for InMemoryOrders {
                 Ok(true)
             }
         }
+    }
+
+    async fn save_state_and_notify(
+        &self,
+        order: &mut Order,
+        outbox: &[domain::ports::OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> RepoResult<()> {
+        self.save_state(order, now).await?;
+        lock(&self.notified).extend(outbox.iter().cloned());
+        Ok(())
+    }
+
+    async fn due_for_reconciliation(
+        &self,
+        _quiet_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> RepoResult<Vec<Order>> {
+        self.failing.check()?;
+        let checks = lock(&self.checks);
+        Ok(lock(&self.orders)
+            .values()
+            .filter(|o| o.status() == domain::OrderStatus::AwaitingPayment)
+            .filter(|o| o.state().payment_intent_id.is_some())
+            .filter(|o| checks.get(&o.id).is_none_or(|(next, _)| *next <= now))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .cloned()
+            .collect())
+    }
+
+    async fn schedule_next_check(
+        &self,
+        order: OrderId,
+        next_check_at: DateTime<Utc>,
+        checks: i64,
+    ) -> RepoResult<()> {
+        self.failing.check()?;
+        lock(&self.checks).insert(order, (next_check_at, checks));
+        Ok(())
+    }
+
+    async fn reconcile_checks(&self, order: OrderId) -> RepoResult<i64> {
+        self.failing.check()?;
+        Ok(lock(&self.checks).get(&order).map_or(0, |(_, n)| *n))
     }
 
     async fn release_payment_lease(&self, order: OrderId, owner: &str) -> RepoResult<()> {

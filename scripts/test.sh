@@ -47,6 +47,9 @@ if [[ ${SKIP_LINT:-0} != 1 ]]; then
     bash scripts/check-layers.sh
 fi
 
+# The API against its own OpenAPI document: no 5xx, every answer as specified.
+bash scripts/schemathesis.sh
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "test.sh: cargo-nextest not found, installing it" >&2
     cargo install cargo-nextest --locked

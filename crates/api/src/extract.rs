@@ -68,7 +68,6 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
                 .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
         }
 
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
             // Exactly the whole floats inside i64's range (-2^63 is exact,
             // 2^63 is already outside).

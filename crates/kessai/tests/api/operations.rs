@@ -45,9 +45,40 @@ async fn the_openapi_document_covers_the_contract(app: TestApp) {
     assert_eq!(docs.status(), StatusCode::OK);
 }
 
+/// What scripts/schemathesis.sh relies on: the limits the server enforces
+/// are in the request schemas (so generated valid data is accepted), and
+/// every operation documents the opaque 500.
+async fn the_openapi_document_states_the_input_limits(app: TestApp) {
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let register = &schemas["RegisterRequest"]["properties"];
+    assert_eq!(register["password"]["minLength"], 8);
+    assert_eq!(register["password"]["maxLength"], 128);
+    assert_eq!(register["email"]["maxLength"], 254);
+    assert!(register["email"]["pattern"].is_string());
+    let order = &schemas["CreateOrderRequest"]["properties"];
+    assert_eq!(order["items"]["minItems"], 1);
+    assert_eq!(order["items"]["maxItems"], 50);
+    assert_eq!(order["notes"]["maxLength"], 1000);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["responses"].get("500").is_some(),
+                "{method} {path} does not document 500"
+            );
+        }
+    }
+    let internal = &doc["components"]["responses"]["InternalError"]["content"];
+    assert!(
+        internal.get("application/problem+json").is_some(),
+        "{internal}"
+    );
+}
+
 on_both_backends!(
     health_and_readiness,
-    the_openapi_document_covers_the_contract
+    the_openapi_document_covers_the_contract,
+    the_openapi_document_states_the_input_limits
 );
 
 #[tokio::test]

@@ -243,6 +243,59 @@ async fn cancel_accepts_an_empty_body(app: TestApp) {
     assert_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation_error").await;
 }
 
+/// As schemathesis sends them: JSON has one number type, so `1.0` is the
+/// integer 1 (and `1.5` stays a type error, see `invalid_orders_are_rejected`),
+/// and `null` is an absent optional body.
+async fn whole_floats_and_a_null_cancel_body_are_accepted(app: TestApp) {
+    let user = app.new_user().await;
+    let product = app.product_ids().await[0];
+    let response = app
+        .create_order(
+            &user.token,
+            json!([{"product_id": product as f64, "quantity": 2.0}]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["items"][0]["quantity"], 2);
+    let path = format!("/api/orders/{}/cancel", order["id"]);
+    let response = app.post_raw(&path, Some(&user.token), "null").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert!(body["notes"].is_null());
+}
+
+/// PostgreSQL text cannot hold U+0000: refused as input, not a 500 later.
+async fn nul_characters_in_free_text_are_rejected(app: TestApp) {
+    let user = app.new_user().await;
+    let product = app.product_ids().await[0];
+    let response = app
+        .post(
+            "/api/orders",
+            Some(&user.token),
+            &json!({"items": [{"product_id": product, "quantity": 1}], "notes": "a\u{0}b"}),
+        )
+        .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+    let order = app.place_order(&user.token).await;
+    let path = format!("/api/orders/{}/cancel", order["id"]);
+    let response = app
+        .post(&path, Some(&user.token), &json!({"reason": "a\u{0}b"}))
+        .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_error",
+    )
+    .await;
+}
+
 async fn concurrent_orders_get_distinct_numbers(app: TestApp) {
     let user = app.new_user().await;
     let product = app.product_ids().await[0];
@@ -275,6 +328,8 @@ on_both_backends!(
     missing_orders_are_not_found,
     cancelling_is_allowed_once,
     cancel_accepts_an_empty_body,
+    whole_floats_and_a_null_cancel_body_are_accepted,
+    nul_characters_in_free_text_are_rejected,
     concurrent_orders_get_distinct_numbers,
 );
 

@@ -85,6 +85,13 @@ impl NewOrder {
             ));
         }
         let notes = match notes.map(|n| n.trim().to_string()) {
+            // Storage (PostgreSQL text) cannot hold U+0000.
+            Some(n) if n.contains('\0') => {
+                return Err(ValidationError::new(
+                    "notes",
+                    "must not contain NUL characters",
+                ))
+            }
             Some(n) if n.chars().count() > MAX_NOTES_CHARS => {
                 return Err(ValidationError::new(
                     "notes",

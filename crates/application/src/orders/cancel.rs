@@ -48,6 +48,10 @@ impl OrderService {
         let reason = reason
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty());
+        if reason.as_ref().is_some_and(|r| r.contains('\0')) {
+            // Storage (PostgreSQL text) cannot hold U+0000.
+            return Err(ValidationError::new("reason", "must not contain NUL characters").into());
+        }
         if reason
             .as_ref()
             .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)

@@ -74,6 +74,8 @@ fn refuses_empty_oversized_and_mixed_currency_orders() {
     assert!(NewOrder::price(UserId::new(1), too_much, yen(0), None).is_err());
     let long_notes = Some("あ".repeat(MAX_NOTES_CHARS + 1));
     assert!(NewOrder::price(UserId::new(1), vec![line(1, 1, 1)], yen(0), long_notes).is_err());
+    let nul_notes = Some("gift\0wrap".to_string());
+    assert!(NewOrder::price(UserId::new(1), vec![line(1, 1, 1)], yen(0), nul_notes).is_err());
 }
 
 #[test]

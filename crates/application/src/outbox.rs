@@ -20,6 +20,11 @@ pub trait Notifier: Send + Sync {
 /// Messages that failed this often are left for an operator.
 pub const MAX_ATTEMPTS: i64 = 10;
 
+/// How long a claimed message is this instance's to send. Longer than a
+/// notification can take; if the instance dies, another one sends the
+/// message after this.
+const CLAIM_TTL: chrono::Duration = chrono::Duration::seconds(60);
+
 #[derive(Clone)]
 pub struct OutboxDispatcher {
     outbox: Arc<dyn OutboxRepository>,
@@ -40,26 +45,45 @@ impl OutboxDispatcher {
         }
     }
 
-    /// Sends what is pending (up to `limit`); returns how many were sent.
+    /// Claims and sends what is pending (up to `limit`); returns how many
+    /// were sent. Another instance running the same pass gets other
+    /// messages: a message is sent twice only when an instance dies between
+    /// sending it and recording that it did (the notifier tolerates that).
     pub async fn dispatch_pending(&self, limit: i64) -> Result<usize, UnexpectedError> {
+        let now = self.clock.now();
+        let claimed = self
+            .outbox
+            .claim_pending(limit, MAX_ATTEMPTS, now, now + CLAIM_TTL)
+            .await?;
         let mut sent = 0;
-        for pending in self.outbox.pending(limit).await? {
-            if pending.attempts >= MAX_ATTEMPTS {
-                continue;
-            }
+        for pending in claimed {
+            let order_id = pending.message.order_id.get();
             match self.notifier.notify(&pending.message).await {
                 Ok(()) => {
                     self.outbox
                         .mark_dispatched(pending.id, self.clock.now())
                         .await?;
+                    metrics::counter!("kessai_outbox_dispatched_total", "topic" => pending.message.topic.clone())
+                        .increment(1);
                     sent += 1;
                 }
                 Err(error) => {
-                    tracing::warn!(outbox_id = pending.id, %error, "notification failed; will retry");
+                    let attempts = pending.attempts + 1;
+                    if attempts >= MAX_ATTEMPTS {
+                        tracing::error!(outbox_id = pending.id, order_id, topic = %pending.message.topic, attempts, %error, "notification given up; an operator must send it");
+                    } else {
+                        tracing::warn!(outbox_id = pending.id, order_id, topic = %pending.message.topic, attempts, %error, "notification failed; will retry");
+                    }
+                    metrics::counter!("kessai_outbox_failures_total", "topic" => pending.message.topic.clone())
+                        .increment(1);
                     self.outbox.mark_failed(pending.id).await?;
                 }
             }
         }
+        let backlog = self.outbox.backlog(MAX_ATTEMPTS).await?;
+        metrics::gauge!("kessai_outbox_backlog", "state" => "pending").set(backlog.pending as f64);
+        metrics::gauge!("kessai_outbox_backlog", "state" => "given_up")
+            .set(backlog.given_up as f64);
         Ok(sent)
     }
 }

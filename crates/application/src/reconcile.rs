@@ -142,6 +142,7 @@ impl Reconciler {
         Ok(report)
     }
 
+    #[tracing::instrument(skip_all, fields(order_id = %order.id, payment_intent = tracing::field::Empty))]
     async fn check(
         &self,
         order: Order,
@@ -150,6 +151,7 @@ impl Reconciler {
         let Some(intent_id) = order.state().payment_intent_id.clone() else {
             return Ok(());
         };
+        tracing::Span::current().record("payment_intent", intent_id.as_str());
         let id = order.id;
         let intent = self
             .gateway

@@ -174,10 +174,31 @@ pub trait WebhookEventRepository: Send + Sync {
     ) -> RepoResult<()>;
 }
 
+/// What the outbox still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    pub pending: i64,
+    pub given_up: i64,
+}
+
 #[async_trait]
 pub trait OutboxRepository: Send + Sync {
-    /// Up to `limit` messages not yet dispatched, oldest first.
-    async fn pending(&self, limit: i64) -> RepoResult<Vec<PendingOutboxMessage>>;
+    /// Claims up to `limit` messages not yet dispatched, tried fewer than
+    /// `max_attempts` times and not claimed by anyone else at `now`, oldest
+    /// first, until `until`. Concurrent callers (other instances) never get
+    /// the same message while the claim holds.
+    async fn claim_pending(
+        &self,
+        limit: i64,
+        max_attempts: i64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> RepoResult<Vec<PendingOutboxMessage>>;
     async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()>;
+    /// Counts a failed attempt and gives up the claim, so the next pass
+    /// (of any instance) retries it.
     async fn mark_failed(&self, id: i64) -> RepoResult<()>;
+    /// Messages not yet dispatched: those still to send, and those given
+    /// up after `max_attempts` (left for an operator).
+    async fn backlog(&self, max_attempts: i64) -> RepoResult<OutboxBacklog>;
 }

@@ -77,7 +77,7 @@ impl PaymentService {
     /// The checks come in the design document's order: the order exists
     /// (404), it is the caller's (403), it is not paid (409), it is payable
     /// (409). The amount and currency are the order's total, never input.
-    #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %order_id))]
+    #[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = %order_id, payment_intent = tracing::field::Empty))]
     pub async fn create_payment_intent(
         &self,
         user: &User,
@@ -103,7 +103,11 @@ impl PaymentService {
                 None => self.create_new(user, order).await?,
             };
             match round {
-                Round::Ready(output) => return Ok(output),
+                Round::Ready(output) => {
+                    tracing::Span::current()
+                        .record("payment_intent", output.payment_intent_id.as_str());
+                    return Ok(output);
+                }
                 Round::Again if started.elapsed() < self.lease.max_wait => {
                     tokio::time::sleep(self.lease.poll).await;
                 }

@@ -2,7 +2,9 @@ use domain::ports::{EventRecorded, WebhookEventRecord};
 use domain::RepositoryError;
 
 use super::{HandleWebhookError, Outcome, WebhookService};
-use crate::ports::webhooks::ProviderEvent;
+use tracing::field::Empty;
+
+use crate::ports::webhooks::{EventObject, ProviderEvent};
 use crate::UnexpectedError;
 
 /// A lost race re-reads the order and decides again; each round means the
@@ -20,8 +22,10 @@ pub enum ReplayError {
 }
 
 impl WebhookService {
-    /// Handles one delivery: verify, then apply once.
-    #[tracing::instrument(skip_all)]
+    /// Handles one delivery: verify, then apply once. Every log line of
+    /// the delivery carries the event, and the PaymentIntent and order as
+    /// soon as they are known.
+    #[tracing::instrument(skip_all, fields(event_id = Empty, kind = Empty, payment_intent = Empty, order_id = Empty))]
     pub async fn receive(
         &self,
         signature: Option<&str>,
@@ -46,12 +50,13 @@ impl WebhookService {
         metrics::counter!("kessai_webhook_events_total", "type" => event.kind.clone(), "outcome" => outcome_label)
             .increment(1);
         let outcome = result?;
-        tracing::info!(event_id = %event.id, kind = %event.kind, outcome = outcome.as_str(), "webhook handled");
+        tracing::info!(outcome = outcome.as_str(), "webhook handled");
         Ok(outcome)
     }
 
     /// Processes a stored event again (`kessai events replay`): the same
     /// rules apply, so replaying an applied event changes nothing.
+    #[tracing::instrument(skip_all, fields(event_id = %event_id, kind = Empty, payment_intent = Empty, order_id = Empty))]
     pub async fn replay(&self, event_id: &str) -> Result<Outcome, ReplayError> {
         let stored = self
             .events
@@ -72,11 +77,28 @@ impl WebhookService {
         payload: String,
         replay: bool,
     ) -> Result<Outcome, UnexpectedError> {
+        let span = tracing::Span::current();
+        span.record("event_id", event.id.as_str());
+        span.record("kind", event.kind.as_str());
+        match &event.object {
+            EventObject::PaymentIntent(intent) => {
+                span.record("payment_intent", intent.id.as_str());
+            }
+            EventObject::Charge(charge) => {
+                if let Some(intent) = &charge.payment_intent {
+                    span.record("payment_intent", intent.as_str());
+                }
+            }
+            EventObject::Other => {}
+        }
         for _ in 0..MAX_ROUNDS {
             if !replay && self.events.find(&event.id).await?.is_some() {
                 return Ok(Outcome::Duplicate);
             }
             let mut decision = self.decide(event).await?;
+            if let Some(order_id) = decision.order_id {
+                span.record("order_id", order_id.get());
+            }
             let now = self.clock.now();
             let record = WebhookEventRecord {
                 id: event.id.clone(),

@@ -9,7 +9,7 @@ macro_rules! sql_repositories {
         use async_trait::async_trait;
         use chrono::{DateTime, NaiveDate, Utc};
         use domain::ports::{
-            EventRecorded, OrderRepository, OutboxMessage, OutboxRepository, PendingOutboxMessage,
+            EventRecorded, OrderRepository, OutboxBacklog, OutboxMessage, OutboxRepository, PendingOutboxMessage,
             ProductRepository, RepoResult, SessionRepository, UserRepository, WebhookEventRecord,
             WebhookEventRepository,
         };
@@ -667,15 +667,38 @@ macro_rules! sql_repositories {
 
         #[async_trait]
         impl OutboxRepository for SqlStore<$db> {
-            async fn pending(&self, limit: i64) -> RepoResult<Vec<PendingOutboxMessage>> {
-                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                    "SELECT id, topic, order_id, attempts FROM outbox \
-                     WHERE dispatched_at IS NULL ORDER BY id LIMIT $1",
+            async fn claim_pending(
+                &self,
+                limit: i64,
+                max_attempts: i64,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> RepoResult<Vec<PendingOutboxMessage>> {
+                // The claim condition is repeated outside the subquery: on
+                // PostgreSQL a concurrent claimer that picked the same rows
+                // waits for the first and then re-checks it on the updated
+                // row, so it skips them instead of claiming them twice.
+                // (SQLite has one writer, so claims never overlap there.)
+                let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                    "UPDATE outbox SET claimed_until_ms = $1 \
+                     WHERE id IN (SELECT id FROM outbox WHERE dispatched_at IS NULL \
+                         AND attempts < $2 \
+                         AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
+                         ORDER BY id LIMIT $4) \
+                     AND dispatched_at IS NULL \
+                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $5) \
+                     RETURNING id, topic, order_id, attempts",
                 )
+                .bind(until.timestamp_millis())
+                .bind(max_attempts)
+                .bind(now.timestamp_millis())
                 .bind(limit)
+                .bind(now.timestamp_millis())
                 .fetch_all(&self.writer)
                 .await
                 .map_err(db_error)?;
+                // RETURNING promises no order.
+                rows.sort_unstable_by_key(|row| row.0);
                 Ok(rows
                     .into_iter()
                     .map(|(id, topic, order_id, attempts)| PendingOutboxMessage {
@@ -689,6 +712,21 @@ macro_rules! sql_repositories {
                     .collect())
             }
 
+            async fn backlog(&self, max_attempts: i64) -> RepoResult<OutboxBacklog> {
+                let (pending, given_up): (i64, i64) = sqlx::query_as(
+                    "SELECT \
+                       COALESCE(SUM(CASE WHEN attempts < $1 THEN 1 ELSE 0 END), 0), \
+                       COALESCE(SUM(CASE WHEN attempts >= $2 THEN 1 ELSE 0 END), 0) \
+                     FROM outbox WHERE dispatched_at IS NULL",
+                )
+                .bind(max_attempts)
+                .bind(max_attempts)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_error)?;
+                Ok(OutboxBacklog { pending, given_up })
+            }
+
             async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()> {
                 sqlx::query("UPDATE outbox SET dispatched_at = $1 WHERE id = $2")
                     .bind(now)
@@ -700,7 +738,9 @@ macro_rules! sql_repositories {
             }
 
             async fn mark_failed(&self, id: i64) -> RepoResult<()> {
-                sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1")
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, claimed_until_ms = NULL WHERE id = $1",
+                )
                     .bind(id)
                     .execute(&self.writer)
                     .await

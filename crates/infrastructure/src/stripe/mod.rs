@@ -122,7 +122,13 @@ impl PaymentGateway for StripeClient {
             .map("metadata", &customer.metadata);
         let object: objects::CustomerObject = self
             .transport
-            .send(Method::Post, "/v1/customers", Some(&form), Some(key))
+            .send(
+                "create_customer",
+                Method::Post,
+                "/v1/customers",
+                Some(&form),
+                Some(key),
+            )
             .await?;
         Ok(object.into())
     }
@@ -139,15 +145,23 @@ impl PaymentGateway for StripeClient {
             .map("metadata", &intent.metadata);
         let object: objects::PaymentIntentObject = self
             .transport
-            .send(Method::Post, "/v1/payment_intents", Some(&form), Some(key))
+            .send(
+                "create_payment_intent",
+                Method::Post,
+                "/v1/payment_intents",
+                Some(&form),
+                Some(key),
+            )
             .await?;
         object.try_into()
     }
 
     async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, GatewayError> {
         let path = format!("/v1/payment_intents/{}", object_id(id)?);
-        let object: objects::PaymentIntentObject =
-            self.transport.send(Method::Get, &path, None, None).await?;
+        let object: objects::PaymentIntentObject = self
+            .transport
+            .send("retrieve_payment_intent", Method::Get, &path, None, None)
+            .await?;
         object.try_into()
     }
 
@@ -163,7 +177,13 @@ impl PaymentGateway for StripeClient {
             .field("currency", amount.currency().code());
         let object: objects::PaymentIntentObject = self
             .transport
-            .send(Method::Post, &path, Some(&form), Some(key))
+            .send(
+                "update_payment_intent",
+                Method::Post,
+                &path,
+                Some(&form),
+                Some(key),
+            )
             .await?;
         object.try_into()
     }
@@ -176,7 +196,13 @@ impl PaymentGateway for StripeClient {
         let path = format!("/v1/payment_intents/{}/cancel", object_id(id)?);
         let object: objects::PaymentIntentObject = self
             .transport
-            .send(Method::Post, &path, Some(&Form::default()), Some(key))
+            .send(
+                "cancel_payment_intent",
+                Method::Post,
+                &path,
+                Some(&Form::default()),
+                Some(key),
+            )
             .await?;
         object.try_into()
     }
@@ -191,7 +217,13 @@ impl PaymentGateway for StripeClient {
             .optional("amount", refund.amount.map(|a| a.minor_units()));
         let object: objects::RefundObject = self
             .transport
-            .send(Method::Post, "/v1/refunds", Some(&form), Some(key))
+            .send(
+                "create_refund",
+                Method::Post,
+                "/v1/refunds",
+                Some(&form),
+                Some(key),
+            )
             .await?;
         Ok(object.into())
     }

@@ -86,9 +86,35 @@ impl Transport {
 
     /// Sends one logical request, retrying what is safe to retry. Every
     /// attempt of a POST carries the same idempotency key, so retries can
-    /// never create a second object.
+    /// never create a second object. `operation` names the call in logs
+    /// and metrics (`kessai_stripe_requests_total{operation,outcome}` and
+    /// its latency, retries included).
     pub async fn send<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        form: Option<&Form>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<T, GatewayError> {
+        let started = Instant::now();
+        let result = self
+            .send_with_retries(operation, method, path, form, key)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => outcome_label(error),
+        };
+        metrics::counter!("kessai_stripe_requests_total", "operation" => operation, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("kessai_stripe_request_duration_seconds", "operation" => operation, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_with_retries<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
         method: Method,
         path: &str,
         form: Option<&Form>,
@@ -101,25 +127,33 @@ impl Transport {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             match outcome {
                 Attempt::Done(body) => {
-                    tracing::debug!(?method, path, elapsed_ms, retry, "stripe request succeeded");
+                    tracing::debug!(
+                        operation,
+                        path,
+                        elapsed_ms,
+                        retry,
+                        "stripe request succeeded"
+                    );
                     return serde_json::from_slice(&body).map_err(|e| GatewayError::Api {
                         status: 200,
                         message: format!("unreadable response from the payment provider: {e}"),
                     });
                 }
                 Attempt::Fail(error) => {
-                    tracing::warn!(?method, path, elapsed_ms, retry, %error, "stripe request failed");
+                    tracing::warn!(operation, path, elapsed_ms, retry, %error, "stripe request failed");
                     return Err(error);
                 }
                 Attempt::Retry { error, after } => {
                     if retry >= self.config.retry.max_retries {
-                        tracing::warn!(?method, path, retry, %error, "stripe request failed after retries");
+                        tracing::warn!(operation, path, retry, %error, "stripe request failed after retries");
                         return Err(error);
                     }
                     let delay = after
                         .map(|d| d.min(self.config.retry.max_delay))
                         .unwrap_or_else(|| self.config.retry.backoff(retry));
-                    tracing::info!(?method, path, retry, delay_ms = delay.as_millis() as u64, %error, "retrying stripe request");
+                    tracing::info!(operation, path, retry, delay_ms = delay.as_millis() as u64, %error, "retrying stripe request");
+                    metrics::counter!("kessai_stripe_retries_total", "operation" => operation)
+                        .increment(1);
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }
@@ -205,6 +239,24 @@ impl Transport {
         } else {
             Attempt::Fail(error)
         }
+    }
+}
+
+/// A small, fixed set of metric labels for a failed call.
+fn outcome_label(error: &GatewayError) -> &'static str {
+    match error {
+        GatewayError::Card { .. } => "card_error",
+        GatewayError::InvalidRequest { .. } if error.is_not_found() => "not_found",
+        GatewayError::InvalidRequest { .. } => "invalid_request",
+        GatewayError::Idempotency { .. } => "idempotency_error",
+        GatewayError::RateLimited { .. } => "rate_limited",
+        GatewayError::Api { .. } => "api_error",
+        GatewayError::Authentication { .. } => "authentication_error",
+        GatewayError::Network {
+            outcome_unknown: true,
+            ..
+        } => "outcome_unknown",
+        GatewayError::Network { .. } => "unreachable",
     }
 }
 

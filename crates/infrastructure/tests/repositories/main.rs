@@ -60,6 +60,7 @@ macro_rules! backend_tests {
 
 mod concurrency;
 mod orders;
+mod outbox;
 mod products;
 mod sessions;
 mod users;

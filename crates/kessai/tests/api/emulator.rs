@@ -109,9 +109,103 @@ async fn a_declined_card_keeps_the_order_payable_with_the_reason(app: TestApp) {
     assert_eq!(paid["last_payment_error"], Value::Null);
 }
 
+/// The value of the `name` sample carrying every label in `labels`, as
+/// Prometheus text shows it; `None` while there is no such sample.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?;
+        if !(rest.is_empty() || rest.starts_with('{')) {
+            return None;
+        }
+        labels
+            .iter()
+            .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")))
+            .then(|| value.parse().ok())?
+    })
+}
+
+/// Each instance shows its own process; tests run in processes of their
+/// own, so the counts below are this checkout's.
+async fn a_paid_checkout_shows_in_the_metrics(app: TestApp) {
+    let user = app.new_user().await;
+    let order = two_block_order(&app, &user).await;
+    let created: Value = intent(&app, &user, &order).await.json().await.unwrap();
+    assert_eq!(
+        confirm(&app, &created, "pm_card_visa").await.status(),
+        StatusCode::OK
+    );
+    wait_for_order(&app, &user, &order, |o| o["status"] == "paid").await;
+
+    // The outbox is dispatched by a worker: wait for its pass.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let response = app.get("/metrics", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap();
+        if sample(
+            &text,
+            "kessai_outbox_dispatched_total",
+            &[("topic", "order_paid")],
+        ) == Some(1.0)
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification dispatched:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let expect = |name: &str, labels: &[(&str, &str)], value: f64| {
+        assert_eq!(
+            sample(&metrics, name, labels),
+            Some(value),
+            "{name}{labels:?} in:\n{metrics}"
+        );
+    };
+    // HTTP by route and status, with latency.
+    expect(
+        "kessai_http_requests_total",
+        &[
+            ("method", "POST"),
+            ("route", "/api/payments/intent"),
+            ("status", "200"),
+        ],
+        1.0,
+    );
+    expect(
+        "kessai_http_request_duration_seconds_count",
+        &[("method", "POST"), ("route", "/api/payments/intent")],
+        1.0,
+    );
+    // Stripe calls by operation and outcome, with latency.
+    for operation in ["create_customer", "create_payment_intent"] {
+        expect(
+            "kessai_stripe_requests_total",
+            &[("operation", operation), ("outcome", "ok")],
+            1.0,
+        );
+        expect(
+            "kessai_stripe_request_duration_seconds_count",
+            &[("operation", operation), ("outcome", "ok")],
+            1.0,
+        );
+    }
+    // Webhooks by type and outcome; the outbox drained.
+    expect(
+        "kessai_webhook_events_total",
+        &[("type", "payment_intent.succeeded"), ("outcome", "applied")],
+        1.0,
+    );
+    expect("kessai_outbox_backlog", &[("state", "pending")], 0.0);
+    expect("kessai_outbox_backlog", &[("state", "given_up")], 0.0);
+}
+
 crate::on_both_backends!(
     checkout_with_a_test_card_pays_the_order,
     a_declined_card_keeps_the_order_payable_with_the_reason,
+    a_paid_checkout_shows_in_the_metrics,
 );
 
 /// `kessai demo` walks the checkout against a running kessai and exits 0

@@ -91,6 +91,32 @@ async fn debug_logs_of_a_whole_checkout_hold_no_secret() {
     // The log really was at debug, and saw the flow.
     assert!(output.contains(r#""level":"DEBUG""#), "no debug output");
     assert!(output.contains("payment_intent.succeeded"), "{output}");
+    // The webhook's log line names the request, the event, the PaymentIntent
+    // and the order it settled, so an operator can follow one payment.
+    let handled: Value = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["message"] == "webhook handled" && event["outcome"] == "applied")
+        .unwrap_or_else(|| panic!("no applied webhook logged:\n{output}"));
+    let fields: serde_json::Map<String, Value> = handled["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|span| span.as_object().unwrap().clone())
+        .collect();
+    assert!(fields["request_id"].as_str().is_some(), "{handled}");
+    assert!(
+        fields["event_id"].as_str().unwrap().starts_with("evt_"),
+        "{handled}"
+    );
+    assert!(
+        fields["payment_intent"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi_"),
+        "{handled}"
+    );
+    assert!(fields["order_id"].as_i64().is_some(), "{handled}");
 
     let mut checked = vec![
         ("AUTH_SECRET", AUTH_SECRET.to_string()),

@@ -69,8 +69,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     }
 }
 
-/// Prometheus text format: HTTP requests by route and status, webhook
-/// events by type and outcome, payment amount mismatches.
+/// Prometheus text format: HTTP requests by route and status, Stripe calls
+/// by operation and outcome, webhook events by type and outcome,
+/// reconciliation, the outbox backlog (the README lists them all).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {

@@ -94,8 +94,15 @@ pub(crate) struct Delivery {
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct DeliveryStats {
+    /// Attempts answered 2xx.
     pub delivered: u64,
+    /// Attempts that failed, for either reason below.
     pub failed_attempts: u64,
+    /// Failed attempts the endpoint answered with a non-2xx status.
+    pub refused: u64,
+    /// Failed attempts with no answer (connection refused or broken,
+    /// timeout): the endpoint was down or died mid-request.
+    pub unreachable: u64,
     pub given_up: u64,
     pub dropped: u64,
     pub duplicated: u64,

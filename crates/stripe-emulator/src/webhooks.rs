@@ -83,8 +83,20 @@ fn take(inner: &Inner, all: bool) -> (Vec<Delivery>, Option<Instant>) {
     (due, next)
 }
 
-/// One attempt: `true` when the endpoint answered 2xx.
-async fn attempt(inner: &Inner, delivery: &Delivery) -> bool {
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// The endpoint answered another status.
+    Refused,
+    /// No answer: the connection was refused or broken, or timed out (also
+    /// when the event or the URL went away meanwhile).
+    Unreachable,
+}
+
+/// One attempt at sending `delivery`.
+async fn attempt(inner: &Inner, delivery: &Delivery) -> Attempt {
     let prepared = {
         let state = inner.lock();
         match (&state.webhook_url, state.event(&delivery.event_id)) {
@@ -97,7 +109,7 @@ async fn attempt(inner: &Inner, delivery: &Delivery) -> bool {
         }
     };
     let Some((url, kind, body)) = prepared else {
-        return false;
+        return Attempt::Unreachable;
     };
     let timestamp = chrono::Utc::now().timestamp();
     let signature = sign(&inner.webhook_secret, timestamp, &body);
@@ -114,11 +126,11 @@ async fn attempt(inner: &Inner, delivery: &Delivery) -> bool {
     match result {
         Ok(response) if response.status().is_success() => {
             tracing::info!(event = %delivery.event_id, kind, attempt, status = response.status().as_u16(), "webhook delivered");
-            true
+            Attempt::Delivered
         }
         Ok(response) => {
             tracing::info!(event = %delivery.event_id, kind, attempt, status = response.status().as_u16(), "webhook refused");
-            false
+            Attempt::Refused
         }
         Err(error) => {
             let reason = if error.is_timeout() {
@@ -129,20 +141,25 @@ async fn attempt(inner: &Inner, delivery: &Delivery) -> bool {
                 "connection failed"
             };
             tracing::info!(event = %delivery.event_id, kind, attempt, reason, "webhook not delivered");
-            false
+            Attempt::Unreachable
         }
     }
 }
 
 /// Records an attempt's outcome: done, retried later, or given up.
-fn finish(inner: &Inner, mut delivery: Delivery, delivered: bool) {
+fn finish(inner: &Inner, mut delivery: Delivery, result: Attempt) {
     let mut state = inner.lock();
     delivery.attempts += 1;
-    let done = if delivered {
+    let done = if result == Attempt::Delivered {
         state.stats.delivered += 1;
         true
     } else {
         state.stats.failed_attempts += 1;
+        if result == Attempt::Refused {
+            state.stats.refused += 1;
+        } else {
+            state.stats.unreachable += 1;
+        }
         if delivery.attempts >= inner.timings.webhook_max_attempts {
             state.stats.given_up += 1;
             tracing::warn!(event = %delivery.event_id, attempts = delivery.attempts, "webhook delivery given up");
@@ -187,7 +204,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, shutdown: impl Future<Output = ()> +
                     requeue(inner, std::iter::once(delivery).chain(batch));
                     return;
                 }
-                delivered = attempt(inner, &delivery) => finish(inner, delivery, delivered),
+                result = attempt(inner, &delivery) => finish(inner, delivery, result),
             }
         }
         if worked {
@@ -213,11 +230,11 @@ pub(crate) async fn flush(inner: &Arc<Inner>) -> Value {
     let attempted = batch.len();
     let mut delivered = 0;
     for delivery in batch {
-        let ok = attempt(inner, &delivery).await;
-        if ok {
+        let result = attempt(inner, &delivery).await;
+        if result == Attempt::Delivered {
             delivered += 1;
         }
-        finish(inner, delivery, ok);
+        finish(inner, delivery, result);
     }
     let state = inner.lock();
     json!({

@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod browser;
 mod catalog;
+mod crash;
 mod emulator;
 mod errors;
 mod faults;

@@ -66,6 +66,9 @@ async fn a_failed_delivery_is_retried_with_backoff() {
     let status = em.get("/_emulator/webhooks").await.body;
     assert_eq!(status["stats"]["delivered"], 1);
     assert_eq!(status["stats"]["failed_attempts"], 2);
+    // The receiver answered both failures: refused, not unreachable.
+    assert_eq!(status["stats"]["refused"], 2);
+    assert_eq!(status["stats"]["unreachable"], 0);
 }
 
 #[tokio::test]
@@ -81,6 +84,8 @@ async fn deliveries_to_nowhere_give_up_after_the_last_attempt() {
         let status = em.get("/_emulator/webhooks").await.body;
         if status["stats"]["given_up"] == 1 {
             assert_eq!(status["stats"]["failed_attempts"], 4);
+            assert_eq!(status["stats"]["unreachable"], 4);
+            assert_eq!(status["stats"]["refused"], 0);
             assert_eq!(status["pending"], 0);
             break;
         }

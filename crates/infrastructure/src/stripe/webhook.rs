@@ -135,12 +135,35 @@ struct EventEnvelope {
     #[serde(rename = "type")]
     kind: String,
     created: i64,
-    data: EventData,
+    data: FromObject<EventData>,
 }
 
 #[derive(Deserialize)]
 struct EventData {
     object: serde_json::Value,
+}
+
+/// A struct read from a JSON object only. A derived `Deserialize` also
+/// reads a struct from a JSON array, field by field in declaration order;
+/// neither an event nor the object it carries is ever an array.
+struct FromObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for FromObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visitor(std::marker::PhantomData))
+            .map(FromObject)
+    }
 }
 
 impl WebhookDecoder for StripeWebhookDecoder {
@@ -156,7 +179,13 @@ impl WebhookDecoder for StripeWebhookDecoder {
 
     fn parse(&self, payload: &[u8]) -> Result<ProviderEvent, WebhookRejection> {
         let invalid = |why: String| WebhookRejection::InvalidPayload(why);
-        let envelope: EventEnvelope = serde_json::from_slice(payload)
+        // JSON is UTF-8 (RFC 8259), and the body is stored as text for
+        // replays. `from_slice` alone would not check the bytes of values it
+        // skips, so a body with invalid UTF-8 in an unread field would pass
+        // and then be stored altered by a lossy conversion.
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| invalid(format!("not a Stripe event: not UTF-8: {e}")))?;
+        let FromObject(envelope) = serde_json::from_str::<FromObject<EventEnvelope>>(text)
             .map_err(|e| invalid(format!("not a Stripe event: {e}")))?;
         if envelope.object.as_deref().is_some_and(|o| o != "event") {
             return Err(invalid("object is not an event".into()));
@@ -166,15 +195,18 @@ impl WebhookDecoder for StripeWebhookDecoder {
         }
         let object = match envelope.kind.split_once('.').map(|(prefix, _)| prefix) {
             Some("payment_intent") => {
-                let intent: PaymentIntentObject = serde_json::from_value(envelope.data.object)
-                    .map_err(|e| invalid(format!("unreadable PaymentIntent: {e}")))?;
+                let FromObject(intent) = serde_json::from_value::<FromObject<PaymentIntentObject>>(
+                    envelope.data.0.object,
+                )
+                .map_err(|e| invalid(format!("unreadable PaymentIntent: {e}")))?;
                 EventObject::PaymentIntent(
                     PaymentIntent::try_from(intent).map_err(|e| invalid(e.to_string()))?,
                 )
             }
             Some("charge") => {
-                let charge: ChargeObject = serde_json::from_value(envelope.data.object)
-                    .map_err(|e| invalid(format!("unreadable Charge: {e}")))?;
+                let FromObject(charge) =
+                    serde_json::from_value::<FromObject<ChargeObject>>(envelope.data.0.object)
+                        .map_err(|e| invalid(format!("unreadable Charge: {e}")))?;
                 EventObject::Charge(Charge::from(charge))
             }
             _ => EventObject::Other,

@@ -125,8 +125,9 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-/// Each instance shows its own process; tests run in processes of their
-/// own, so the counts below are this checkout's.
+/// The recorder is process-wide: under nextest each test has a process of
+/// its own, but `cargo test` runs them side by side, so counters are
+/// checked as "at least this checkout's" and gauges for being there.
 async fn a_paid_checkout_shows_in_the_metrics(app: TestApp) {
     let user = app.new_user().await;
     let order = two_block_order(&app, &user).await;
@@ -157,11 +158,11 @@ async fn a_paid_checkout_shows_in_the_metrics(app: TestApp) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let expect = |name: &str, labels: &[(&str, &str)], value: f64| {
-        assert_eq!(
-            sample(&metrics, name, labels),
-            Some(value),
-            "{name}{labels:?} in:\n{metrics}"
+    let expect = |name: &str, labels: &[(&str, &str)], at_least: f64| {
+        let value = sample(&metrics, name, labels);
+        assert!(
+            value.is_some_and(|v| v >= at_least),
+            "{name}{labels:?} = {value:?} in:\n{metrics}"
         );
     };
     // HTTP by route and status, with latency.

@@ -30,6 +30,13 @@ pub trait SessionRepository: Send + Sync {
     async fn insert(&self, session: &Session) -> RepoResult<()>;
     /// The session if it exists, is not revoked and has not expired at `now`.
     async fn find_active(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<Option<Session>>;
+    /// The user of session `id`, if the session is active at `now`: what
+    /// every authenticated request asks, answered in one round trip.
+    async fn find_active_user(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> RepoResult<Option<User>>;
     async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()>;
 }
 

@@ -21,14 +21,8 @@ impl AuthService {
             .tokens
             .verify(token, now)
             .ok_or(AuthenticateError::Unauthenticated)?;
-        let session = self
-            .sessions
-            .find_active(&session_id, now)
-            .await
-            .map_err(UnexpectedError::from)?
-            .ok_or(AuthenticateError::Unauthenticated)?;
-        self.users
-            .find_by_id(session.user_id)
+        self.sessions
+            .find_active_user(&session_id, now)
             .await
             .map_err(UnexpectedError::from)?
             .ok_or(AuthenticateError::Unauthenticated)

@@ -19,7 +19,8 @@ macro_rules! sql_repositories {
         };
 
         use $crate::db::rows::{
-            placeholders, OrderItemRow, OrderRow, ProductRow, SessionRow, UserRow, ORDER_COLUMNS,
+            placeholders, OrderItemRow, OrderRow, ProductRow, SessionRow, SessionUserRow, UserRow,
+            ORDER_COLUMNS,
         };
         use $crate::db::{db_error, SqlStore};
 
@@ -141,6 +142,26 @@ macro_rules! sql_repositories {
                 .await
                 .map_err(db_error)?;
                 Ok(row.and_then(|r| r.into_active(now)))
+            }
+
+            async fn find_active_user(
+                &self,
+                id: &SessionId,
+                now: DateTime<Utc>,
+            ) -> RepoResult<Option<User>> {
+                let row = sqlx::query_as::<_, SessionUserRow>(
+                    "SELECT s.expires_at, s.revoked_at, u.id, u.email, u.name, \
+                     u.password_hash, u.stripe_customer_id, u.created_at \
+                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error)?;
+                match row {
+                    Some(row) if row.is_active(now) => User::try_from(row.user).map(Some),
+                    _ => Ok(None),
+                }
             }
 
             async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()> {

@@ -37,6 +37,22 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// A session's validity and its user, read together.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionUserRow {
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+}
+
+impl SessionUserRow {
+    /// As [`SessionRow::into_active`]: checked here, not in SQL.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
     pub id: String,

@@ -21,14 +21,19 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
+    // No ping before handing out a connection (sqlx's default): a SQLite
+    // connection is a file handle that cannot go stale, and the ping is a
+    // round trip to the connection's worker thread, as dear as the query.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(base.clone())
         .await
         .with_context(|| format!("cannot open SQLite database `{url}`"))?;
     let reader = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(2))
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(base.read_only(true))
         .await

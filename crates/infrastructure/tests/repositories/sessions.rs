@@ -10,6 +10,7 @@ backend_tests! {
         expired_session_is_not_active,
         revoked_session_is_not_active,
         unknown_session_is_none,
+        active_session_user_follows_expiry_and_revocation,
     ],
     multi: [],
 }
@@ -160,4 +161,53 @@ async fn unknown_session_is_none(backend: Backend) {
             "{id:?} matched sess-known"
         );
     }
+}
+
+/// The one-query lookup behind every authenticated request answers exactly
+/// as `find_active` followed by `users.find_by_id` would.
+async fn active_session_user_follows_expiry_and_revocation(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let alice = h.user("alice@example.jp").await;
+    let bob = h.user("bob@example.jp").await;
+    let sessions = &h.repos.sessions;
+    let a = session("sess-alice", alice.id, t0());
+    let b = session("sess-bob", bob.id, t0());
+    sessions.insert(&a).await.unwrap();
+    sessions.insert(&b).await.unwrap();
+    let during = t0() + Duration::minutes(1);
+
+    let found = sessions
+        .find_active_user(&a.id, during)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{found:?}"), format!("{alice:?}"));
+    let found = sessions
+        .find_active_user(&b.id, during)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{found:?}"), format!("{bob:?}"));
+
+    assert!(sessions
+        .find_active_user(&a.id, a.expires_at)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(sessions
+        .find_active_user(&SessionId::new("sess-unknown"), during)
+        .await
+        .unwrap()
+        .is_none());
+    sessions.revoke(&a.id, during).await.unwrap();
+    assert!(sessions
+        .find_active_user(&a.id, during)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(sessions
+        .find_active_user(&b.id, during)
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -79,9 +79,10 @@ impl World {
     /// Like [`World::new`], with a provider set up by the test.
     pub fn with_gateway(gateway: FakeGateway) -> Self {
         let orders = Arc::new(InMemoryOrders::default());
+        let users = Arc::new(InMemoryUsers::default());
         Self {
-            users: Arc::default(),
-            sessions: Arc::default(),
+            sessions: Arc::new(InMemorySessions::new(users.clone())),
+            users,
             products: Arc::default(),
             webhook_events: Arc::new(InMemoryWebhookEvents::new(orders.clone())),
             orders,

@@ -124,13 +124,22 @@ pub struct StoredSession {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Default)]
 pub struct InMemorySessions {
     sessions: Mutex<HashMap<SessionId, StoredSession>>,
+    /// Sessions name users: the one-query lookup reads them from here.
+    users: Arc<InMemoryUsers>,
     pub failing: FailSwitch,
 }
 
 impl InMemorySessions {
+    pub fn new(users: Arc<InMemoryUsers>) -> Self {
+        Self {
+            sessions: Mutex::default(),
+            users,
+            failing: FailSwitch::default(),
+        }
+    }
+
     pub fn get(&self, id: &SessionId) -> Option<StoredSession> {
         lock(&self.sessions).get(id).cloned()
     }
@@ -169,6 +178,21 @@ impl SessionRepository for InMemorySessions {
             .get(id)
             .filter(|s| s.revoked_at.is_none() && s.session.expires_at > now)
             .map(|s| s.session.clone()))
+    }
+
+    async fn find_active_user(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> RepoResult<Option<User>> {
+        let Some(session) = self.find_active(id, now).await? else {
+            return Ok(None);
+        };
+        self.users.failing.check()?;
+        Ok(lock(&self.users.users)
+            .iter()
+            .find(|u| u.id == session.user_id)
+            .cloned())
     }
 
     async fn revoke(&self, id: &SessionId, now: DateTime<Utc>) -> RepoResult<()> {

@@ -55,17 +55,14 @@ impl OutboxDispatcher {
             .outbox
             .claim_pending(limit, MAX_ATTEMPTS, now, now + CLAIM_TTL)
             .await?;
-        let mut sent = 0;
+        let mut sent = Vec::with_capacity(claimed.len());
         for pending in claimed {
             let order_id = pending.message.order_id.get();
             match self.notifier.notify(&pending.message).await {
                 Ok(()) => {
-                    self.outbox
-                        .mark_dispatched(pending.id, self.clock.now())
-                        .await?;
                     metrics::counter!("kessai_outbox_dispatched_total", "topic" => pending.message.topic.clone())
                         .increment(1);
-                    sent += 1;
+                    sent.push(pending.id);
                 }
                 Err(error) => {
                     let attempts = pending.attempts + 1;
@@ -80,10 +77,13 @@ impl OutboxDispatcher {
                 }
             }
         }
+        // If this fails or the process dies first, the claims expire and
+        // these are sent again: at least once, never lost.
+        self.outbox.mark_dispatched(&sent, self.clock.now()).await?;
         let backlog = self.outbox.backlog(MAX_ATTEMPTS).await?;
         metrics::gauge!("kessai_outbox_backlog", "state" => "pending").set(backlog.pending as f64);
         metrics::gauge!("kessai_outbox_backlog", "state" => "given_up")
             .set(backlog.given_up as f64);
-        Ok(sent)
+        Ok(sent.len())
     }
 }

@@ -201,7 +201,9 @@ pub trait OutboxRepository: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> RepoResult<Vec<PendingOutboxMessage>>;
-    async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()>;
+    /// Records `ids` as sent, in one statement: a pass records its sends
+    /// together, so the outbox costs a shared write, not one per message.
+    async fn mark_dispatched(&self, ids: &[i64], now: DateTime<Utc>) -> RepoResult<()>;
     /// Counts a failed attempt and gives up the claim, so the next pass
     /// (of any instance) retries it.
     async fn mark_failed(&self, id: i64) -> RepoResult<()>;

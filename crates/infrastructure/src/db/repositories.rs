@@ -748,13 +748,21 @@ macro_rules! sql_repositories {
                 Ok(OutboxBacklog { pending, given_up })
             }
 
-            async fn mark_dispatched(&self, id: i64, now: DateTime<Utc>) -> RepoResult<()> {
-                sqlx::query("UPDATE outbox SET dispatched_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(db_error)?;
+            async fn mark_dispatched(&self, ids: &[i64], now: DateTime<Utc>) -> RepoResult<()> {
+                // Bounded by the claim's limit, far below either database's
+                // parameter limit.
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let sql = format!(
+                    "UPDATE outbox SET dispatched_at = $1 WHERE id IN ({})",
+                    placeholders(2, ids.len())
+                );
+                let mut query = sqlx::query(&sql).bind(now);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                query.execute(&self.writer).await.map_err(db_error)?;
                 Ok(())
             }
 

@@ -87,7 +87,7 @@ async fn a_claim_hides_messages_until_it_expires(backend: Backend) {
 
     // A dispatched message is gone for good; the others come back once
     // their claim has expired (the instance holding it died).
-    outbox.mark_dispatched(first[0].id, now).await.unwrap();
+    outbox.mark_dispatched(&[first[0].id], now).await.unwrap();
     let later = now + Duration::seconds(61);
     let again = outbox
         .claim_pending(10, 10, later, later + Duration::seconds(60))

@@ -6,30 +6,19 @@
 
 use application::ports::webhooks::{EventObject, WebhookDecoder, WebhookRejection};
 use chrono::DateTime;
-use hmac::{Hmac, Mac};
 use infrastructure::stripe::webhook::{StripeWebhookDecoder, DEFAULT_TOLERANCE_SECONDS};
 use secrecy::SecretString;
-use sha2::Sha256;
 
 const SECRET: &str = "whsec_test_secret";
 const NOW: i64 = 1_700_000_000;
 
 fn decode(body: &[u8]) -> Result<application::ports::webhooks::ProviderEvent, WebhookRejection> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{NOW}.").as_bytes());
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let decoder = StripeWebhookDecoder::new(
         vec![SecretString::from(SECRET.to_string())],
         DEFAULT_TOLERANCE_SECONDS,
     );
     let decoded = decoder.decode(
-        Some(&format!("t={NOW},v1={hex}")),
+        Some(&test_support::stripe_signature(SECRET, NOW, body)),
         body,
         DateTime::from_timestamp(NOW, 0).unwrap(),
     );

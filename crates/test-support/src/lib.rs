@@ -88,3 +88,19 @@ pub fn closed_port_url() -> String {
     drop(listener);
     format!("http://127.0.0.1:{port}")
 }
+
+/// The `Stripe-Signature` header Stripe sends with `payload`, signed with
+/// `secret` at unix time `t`: `t={t},v1={hex HMAC-SHA256 of "{t}." + payload}`.
+pub fn stripe_signature(secret: &str, t: i64, payload: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(payload);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}

@@ -96,16 +96,7 @@ pub async fn spawn_second_localstripe_instance(first: &TestApp) -> TestApp {
 /// `Stripe-Signature` for `payload` signed with `secret` at unix time `t`,
 /// computed as Stripe does (HMAC-SHA256 over "{t}.{payload}").
 pub fn stripe_signature(secret: &str, t: i64, payload: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.{payload}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={hex}")
+    test_support::stripe_signature(secret, t, payload.as_bytes())
 }
 
 pub fn unix_now() -> i64 {

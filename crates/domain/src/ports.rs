@@ -158,10 +158,11 @@ pub enum EventRecorded {
 pub trait WebhookEventRepository: Send + Sync {
     async fn find(&self, id: &str) -> RepoResult<Option<WebhookEventRecord>>;
 
-    /// In one transaction: records `event` (a known id → `Duplicate`, and
-    /// nothing is written), saves `order`'s state when given (as
-    /// [`OrderRepository::save_state`]: a stale version is a `Conflict` and
-    /// rolls everything back), and queues `outbox`.
+    /// Atomically and durably (it returns after the commit): records
+    /// `event` (a known id → `Duplicate`, and nothing is written), saves
+    /// `order`'s state when given (as [`OrderRepository::save_state`]: a
+    /// stale version is a `Conflict` and nothing is written), and queues
+    /// `outbox`. Adapters may commit concurrent calls together.
     async fn record(
         &self,
         event: &WebhookEventRecord,

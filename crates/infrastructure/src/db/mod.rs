@@ -1,6 +1,7 @@
 //! Storage: one SQL implementation of the repository ports, compiled for
 //! SQLite (the embedded default) and PostgreSQL (production, scale-out).
 
+mod event_writer;
 mod postgres;
 mod repositories;
 mod rows;
@@ -15,6 +16,8 @@ use domain::RepositoryError;
 
 use crate::config::DatabaseUrl;
 
+pub use event_writer::BatchStats;
+
 /// Connection pools of one database. On SQLite all writes go through a
 /// single connection (SQLite has one writer anyway, and queueing in the
 /// pool beats `SQLITE_BUSY` retries); reads use a pool of their own.
@@ -22,6 +25,9 @@ use crate::config::DatabaseUrl;
 pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) writer: sqlx::Pool<DB>,
     pub(crate) reader: sqlx::Pool<DB>,
+    /// Webhook events go through one group-commit task (see
+    /// [`event_writer`]).
+    pub(crate) events: event_writer::EventWriter,
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> RepositoryError {
@@ -80,6 +86,14 @@ impl Database {
                 webhook_events: s.clone(),
                 outbox: s.clone(),
             },
+        }
+    }
+
+    /// How the webhook event writer has batched so far.
+    pub fn event_batches(&self) -> &BatchStats {
+        match self {
+            Self::Sqlite(s) => &s.events.stats,
+            Self::Postgres(s) => &s.events.stats,
         }
     }
 

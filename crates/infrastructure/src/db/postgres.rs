@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
+use super::event_writer::EventWriter;
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
@@ -28,6 +29,7 @@ pub(super) async fn open(
         .await
         .context("cannot connect to PostgreSQL")?;
     Ok(SqlStore {
+        events: EventWriter::spawn(EventBatches(pool.clone())),
         writer: pool.clone(),
         reader: pool,
     })

@@ -19,8 +19,8 @@ macro_rules! sql_repositories {
         };
 
         use $crate::db::rows::{
-            placeholders, OrderItemRow, OrderRow, ProductRow, SessionRow, SessionUserRow, UserRow,
-            ORDER_COLUMNS,
+            orders_from_lines, placeholders, OrderItemRow, OrderLineRow, OrderRow, ProductRow,
+            SessionRow, SessionUserRow, UserRow, ORDER_COLUMNS, ORDER_WITH_LINES,
         };
         use $crate::db::{db_error, SqlStore};
 
@@ -377,28 +377,25 @@ macro_rules! sql_repositories {
             }
 
             async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>> {
-                let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-                let row = sqlx::query_as::<_, OrderRow>(&sql)
+                let sql = format!("{ORDER_WITH_LINES} WHERE o.id = $1 ORDER BY i.line_no");
+                let rows = sqlx::query_as::<_, OrderLineRow>(&sql)
                     .bind(id.get())
-                    .fetch_optional(&self.reader)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(db_error)?;
-                match row {
-                    Some(row) => Ok(self.assemble(vec![row]).await?.pop()),
-                    None => Ok(None),
-                }
+                Ok(orders_from_lines(rows)?.pop())
             }
 
             async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>> {
                 let sql = format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC"
+                    "{ORDER_WITH_LINES} WHERE o.user_id = $1 ORDER BY o.id DESC, i.line_no"
                 );
-                let rows = sqlx::query_as::<_, OrderRow>(&sql)
+                let rows = sqlx::query_as::<_, OrderLineRow>(&sql)
                     .bind(user.get())
                     .fetch_all(&self.reader)
                     .await
                     .map_err(db_error)?;
-                self.assemble(rows).await
+                orders_from_lines(rows)
             }
 
             async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()> {
@@ -427,16 +424,15 @@ macro_rules! sql_repositories {
             }
 
             async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>> {
-                let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = $1");
-                let row = sqlx::query_as::<_, OrderRow>(&sql)
+                let sql = format!(
+                    "{ORDER_WITH_LINES} WHERE o.payment_intent_id = $1 ORDER BY i.line_no"
+                );
+                let rows = sqlx::query_as::<_, OrderLineRow>(&sql)
                     .bind(payment_intent_id)
-                    .fetch_optional(&self.reader)
+                    .fetch_all(&self.reader)
                     .await
                     .map_err(db_error)?;
-                match row {
-                    Some(row) => Ok(self.assemble(vec![row]).await?.pop()),
-                    None => Ok(None),
-                }
+                Ok(orders_from_lines(rows)?.pop())
             }
 
             async fn claim_payment_lease(
@@ -587,57 +583,107 @@ macro_rules! sql_repositories {
             payload: String,
         }
 
+        const INSERT_EVENT: &str = "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
+             order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO NOTHING";
+
+        /// Writes one event inside a batch's transaction, all or nothing:
+        /// a known id writes nothing (`Duplicate`), and an order saved by
+        /// someone else since it was read takes the event row out again
+        /// (`Conflict`), so the batch's other events can still commit.
+        async fn write_event(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            write: &$crate::db::event_writer::EventWrite,
+        ) -> Result<RepoResult<EventRecorded>, sqlx::Error> {
+            let event = &write.event;
+            let inserted = sqlx::query(INSERT_EVENT)
+                .bind(&event.id)
+                .bind(&event.kind)
+                .bind(event.created)
+                .bind(event.received_at)
+                .bind(&event.outcome)
+                .bind(event.detail.as_deref())
+                .bind(event.order_id.map(|id| id.get()))
+                .bind(event.payment_intent_id.as_deref())
+                .bind(&event.payload)
+                .execute(&mut **tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                // Another delivery of this event got here first.
+                return Ok(Ok(EventRecorded::Duplicate));
+            }
+            if let Some(order) = &write.order {
+                if !write_state(&mut **tx, order, write.now).await? {
+                    sqlx::query("DELETE FROM webhook_events WHERE id = $1")
+                        .bind(&event.id)
+                        .execute(&mut **tx)
+                        .await?;
+                    return Ok(Err(RepositoryError::Conflict));
+                }
+            }
+            queue_outbox(tx, &write.outbox, write.now).await?;
+            Ok(Ok(EventRecorded::Recorded))
+        }
+
+        /// The writer pool as the group-commit task's database.
+        pub(crate) struct EventBatches(pub(crate) sqlx::Pool<$db>);
+
+        #[async_trait]
+        impl $crate::db::event_writer::EventBatchSink for EventBatches {
+            async fn write_batch(
+                &self,
+                writes: &[$crate::db::event_writer::EventWrite],
+            ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
+                let mut tx = self.0.begin().await?;
+                let mut outcomes = Vec::with_capacity(writes.len());
+                for write in writes {
+                    outcomes.push(write_event(&mut tx, write).await?);
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+
         impl SqlStore<$db> {
-            /// The shared body of `record` and `record_replay`.
-            async fn record_event(
+            /// `record_replay`: overwrites the stored outcome, in a
+            /// transaction of its own (replays are an operator's command).
+            async fn record_replayed_event(
                 &self,
                 event: &WebhookEventRecord,
                 order: Option<&mut Order>,
                 outbox: &[OutboxMessage],
                 now: DateTime<Utc>,
-                replay: bool,
-            ) -> RepoResult<EventRecorded> {
+            ) -> RepoResult<()> {
                 let mut tx = self.writer.begin().await.map_err(db_error)?;
-                let insert = if replay {
+                sqlx::query(
                     "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
                      order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-                     order_id = excluded.order_id"
-                } else {
-                    "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
-                     order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (id) DO NOTHING"
-                };
-                let inserted = sqlx::query(insert)
-                    .bind(&event.id)
-                    .bind(&event.kind)
-                    .bind(event.created)
-                    .bind(event.received_at)
-                    .bind(&event.outcome)
-                    .bind(event.detail.as_deref())
-                    .bind(event.order_id.map(|id| id.get()))
-                    .bind(event.payment_intent_id.as_deref())
-                    .bind(&event.payload)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                if inserted.rows_affected() == 0 {
-                    // Another delivery of this event got here first.
-                    return Ok(EventRecorded::Duplicate);
-                }
-                let mut saved = false;
+                     order_id = excluded.order_id",
+                )
+                .bind(&event.id)
+                .bind(&event.kind)
+                .bind(event.created)
+                .bind(event.received_at)
+                .bind(&event.outcome)
+                .bind(event.detail.as_deref())
+                .bind(event.order_id.map(|id| id.get()))
+                .bind(event.payment_intent_id.as_deref())
+                .bind(&event.payload)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
                 if let Some(order) = &order {
                     if !write_state(&mut *tx, order, now).await.map_err(db_error)? {
                         return Err(RepositoryError::Conflict);
                     }
-                    saved = true;
                 }
                 queue_outbox(&mut tx, outbox, now).await.map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
-                if let (true, Some(order)) = (saved, order) {
+                if let Some(order) = order {
                     order.advance_version();
                 }
-                Ok(EventRecorded::Recorded)
+                Ok(())
             }
         }
 
@@ -672,7 +718,18 @@ macro_rules! sql_repositories {
                 outbox: &[OutboxMessage],
                 now: DateTime<Utc>,
             ) -> RepoResult<EventRecorded> {
-                self.record_event(event, order, outbox, now, false).await
+                let write = $crate::db::event_writer::EventWrite {
+                    event: event.clone(),
+                    order: order.as_deref().cloned(),
+                    outbox: outbox.to_vec(),
+                    now,
+                };
+                let saves_order = write.order.is_some();
+                let recorded = self.events.write(write).await?;
+                if let (EventRecorded::Recorded, true, Some(order)) = (recorded, saves_order, order) {
+                    order.advance_version();
+                }
+                Ok(recorded)
             }
 
             async fn record_replay(
@@ -682,7 +739,7 @@ macro_rules! sql_repositories {
                 outbox: &[OutboxMessage],
                 now: DateTime<Utc>,
             ) -> RepoResult<()> {
-                self.record_event(event, order, outbox, now, true).await.map(|_| ())
+                self.record_replayed_event(event, order, outbox, now).await
             }
         }
 

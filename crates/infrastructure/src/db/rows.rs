@@ -127,6 +127,68 @@ pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, curre
      tax, shipping_fee, total, notes, payment_intent_id, payment_attempts, paid_at, cancelled_at, cancel_reason, \
      refunded_amount, last_payment_error_code, last_payment_error_message, created_at, version";
 
+/// `SELECT` and `FROM` of an order read together with its lines: one
+/// row per line (one with no line data for an order without lines),
+/// ordered so that an order's rows are adjacent and its lines in order.
+/// Callers add `WHERE` and `ORDER BY …, i.line_no`.
+pub(crate) const ORDER_WITH_LINES: &str = "SELECT o.id, o.user_id, o.order_number, o.status, \
+     o.currency, o.subtotal, o.tax, o.shipping_fee, o.total, o.notes, o.payment_intent_id, \
+     o.payment_attempts, o.paid_at, o.cancelled_at, o.cancel_reason, o.refunded_amount, \
+     o.last_payment_error_code, o.last_payment_error_message, o.created_at, o.version, \
+     i.product_id AS line_product_id, i.product_name AS line_product_name, \
+     i.unit_price AS line_unit_price, i.quantity AS line_quantity, i.subtotal AS line_subtotal \
+     FROM orders o LEFT JOIN order_items i ON i.order_id = o.id";
+
+/// A row of [`ORDER_WITH_LINES`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderLineRow {
+    #[sqlx(flatten)]
+    pub order: OrderRow,
+    pub line_product_id: Option<i64>,
+    pub line_product_name: Option<String>,
+    pub line_unit_price: Option<i64>,
+    pub line_quantity: Option<i64>,
+    pub line_subtotal: Option<i64>,
+}
+
+/// Folds [`ORDER_WITH_LINES`] rows into orders, keeping their order.
+pub(crate) fn orders_from_lines(rows: Vec<OrderLineRow>) -> Result<Vec<Order>, RepositoryError> {
+    let mut grouped: Vec<(OrderRow, Vec<OrderItemRow>)> = Vec::new();
+    for row in rows {
+        let item = match (
+            row.line_product_id,
+            row.line_product_name,
+            row.line_unit_price,
+            row.line_quantity,
+            row.line_subtotal,
+        ) {
+            (
+                Some(product_id),
+                Some(product_name),
+                Some(unit_price),
+                Some(quantity),
+                Some(subtotal),
+            ) => Some(OrderItemRow {
+                order_id: row.order.id,
+                product_id,
+                product_name,
+                unit_price,
+                quantity,
+                subtotal,
+            }),
+            _ => None,
+        };
+        match grouped.last_mut() {
+            Some((order, items)) if order.id == row.order.id => items.extend(item),
+            _ => grouped.push((row.order, item.into_iter().collect())),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(order, items)| order.into_order(items))
+        .collect()
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrderItemRow {
     pub order_id: i64,

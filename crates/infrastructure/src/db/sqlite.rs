@@ -9,6 +9,7 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
+use super::event_writer::EventWriter;
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Sqlite);
@@ -38,7 +39,12 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .connect_with(base.read_only(true))
         .await
         .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
-    Ok(SqlStore { writer, reader })
+    let events = EventWriter::spawn(EventBatches(writer.clone()));
+    Ok(SqlStore {
+        writer,
+        reader,
+        events,
+    })
 }
 
 pub(super) async fn migrate(store: &SqlStore<Sqlite>) -> anyhow::Result<()> {

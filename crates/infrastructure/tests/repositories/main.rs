@@ -64,6 +64,7 @@ mod outbox;
 mod products;
 mod sessions;
 mod users;
+mod webhook_events;
 
 /// A migrated, empty database and its repositories.
 pub struct Harness {

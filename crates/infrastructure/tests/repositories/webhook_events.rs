@@ -1,0 +1,324 @@
+//! Recording webhook events under load: concurrent events share commits
+//! (group commit) and each stays all or nothing: a duplicate writes
+//! nothing, a conflict leaves no trace, and one failing event does not
+//! take the others of its batch down.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use domain::ports::{EventRecorded, OutboxMessage, WebhookEventRecord};
+use domain::{Order, OrderId, OrderStatus, RepositoryError};
+use test_support::Backend;
+use tokio::sync::Barrier;
+
+use crate::{day, new_order, Harness, TEA_CATALOG};
+
+backend_tests! {
+    single: [],
+    multi: [
+        concurrent_events_share_commits_and_each_applies_once,
+        deliveries_of_one_event_at_once_record_it_once,
+        a_conflicting_event_leaves_no_trace,
+        one_failing_event_does_not_fail_the_others,
+    ],
+}
+
+fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
+    WebhookEventRecord {
+        id: id.to_string(),
+        kind: "payment_intent.succeeded".into(),
+        created: 1_732_400_000,
+        received_at: Utc::now(),
+        outcome: "applied".into(),
+        detail: None,
+        order_id: order.map(|o| o.id),
+        payment_intent_id: order.and_then(|o| o.state().payment_intent_id.clone()),
+        payload: format!(r#"{{"id":"{id}"}}"#),
+    }
+}
+
+fn paid_message(order: &Order) -> OutboxMessage {
+    OutboxMessage {
+        topic: "order_paid".into(),
+        order_id: order.id,
+    }
+}
+
+/// `count` orders awaiting payment, each with its own PaymentIntent.
+async fn awaiting_orders(h: &Harness, count: usize) -> Vec<Order> {
+    let user = h.user("events@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let mut orders = Vec::new();
+    for n in 0..count {
+        let mut order = h
+            .repos
+            .orders
+            .insert(
+                new_order(user.id, &[(&products[0], 1), (&products[1], 2)], None),
+                day(2024, 11, 24),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        order.begin_payment(format!("pi_events_{n}")).unwrap();
+        h.repos
+            .orders
+            .save_state(&mut order, Utc::now())
+            .await
+            .unwrap();
+        orders.push(order);
+    }
+    orders
+}
+
+/// Records every `(event, order to save, outbox)` at once, from as many
+/// tasks released together; returns each result with the order as the
+/// caller holds it afterwards.
+async fn record_all(
+    h: &Harness,
+    writes: Vec<(WebhookEventRecord, Option<Order>, Vec<OutboxMessage>)>,
+) -> Vec<(Result<EventRecorded, RepositoryError>, Option<Order>)> {
+    let start = Arc::new(Barrier::new(writes.len()));
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|(event, mut order, outbox)| {
+            let (events, start) = (h.repos.webhook_events.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let result = events
+                    .record(&event, order.as_mut(), &outbox, Utc::now())
+                    .await;
+                (result, order)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+async fn pending_outbox(h: &Harness) -> i64 {
+    h.repos.outbox.backlog(100).await.unwrap().pending
+}
+
+async fn concurrent_events_share_commits_and_each_applies_once(backend: Backend) {
+    const EVENTS: usize = 48;
+    let h = Harness::new(backend).await;
+    let orders = awaiting_orders(&h, EVENTS).await;
+    let (batches_before, events_before) = h.database.event_batches().snapshot();
+    let writes = orders
+        .iter()
+        .enumerate()
+        .map(|(n, order)| {
+            let mut paid = order.clone();
+            paid.mark_paid(Utc::now()).unwrap();
+            let message = paid_message(&paid);
+            (
+                event(&format!("evt_group_{n}"), Some(order)),
+                Some(paid),
+                vec![message],
+            )
+        })
+        .collect();
+
+    let results = record_all(&h, writes).await;
+
+    for (n, (result, held)) in results.into_iter().enumerate() {
+        assert_eq!(result.unwrap(), EventRecorded::Recorded, "event {n}");
+        let stored = h
+            .repos
+            .orders
+            .find_by_id(orders[n].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status(), OrderStatus::Paid, "order {n}");
+        assert_eq!(stored.placed, orders[n].placed, "order {n} keeps its lines");
+        assert_eq!(stored.version(), orders[n].version() + 1, "order {n}");
+        // The caller's copy moved to the stored version, so it can be
+        // saved again without a false conflict.
+        assert_eq!(held.unwrap().version(), stored.version(), "order {n}");
+        let recorded = h
+            .repos
+            .webhook_events
+            .find(&format!("evt_group_{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(recorded.order_id, Some(orders[n].id));
+    }
+    assert_eq!(pending_outbox(&h).await, EVENTS as i64);
+    let (batches, events) = h.database.event_batches().snapshot();
+    let (batches, events) = (batches - batches_before, events - events_before);
+    assert_eq!(events, EVENTS as u64);
+    assert!(
+        batches < events,
+        "{events} concurrent events took {batches} commits: nothing was grouped"
+    );
+}
+
+async fn deliveries_of_one_event_at_once_record_it_once(backend: Backend) {
+    const DELIVERIES: usize = 16;
+    let h = Harness::new(backend).await;
+    let order = awaiting_orders(&h, 1).await.remove(0);
+    let mut paid = order.clone();
+    paid.mark_paid(Utc::now()).unwrap();
+    let writes = (0..DELIVERIES)
+        .map(|_| {
+            (
+                event("evt_same", Some(&order)),
+                Some(paid.clone()),
+                vec![paid_message(&paid)],
+            )
+        })
+        .collect();
+
+    let results = record_all(&h, writes).await;
+
+    let recorded = results
+        .iter()
+        .filter(|(r, _)| matches!(r, Ok(EventRecorded::Recorded)))
+        .count();
+    let duplicates = results
+        .iter()
+        .filter(|(r, _)| matches!(r, Ok(EventRecorded::Duplicate)))
+        .count();
+    assert_eq!((recorded, duplicates), (1, DELIVERIES - 1), "{results:?}");
+    let stored = h.repos.orders.find_by_id(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.version(), order.version() + 1);
+    assert_eq!(stored.status(), OrderStatus::Paid);
+    assert_eq!(pending_outbox(&h).await, 1);
+}
+
+async fn a_conflicting_event_leaves_no_trace(backend: Backend) {
+    const ROUNDS: usize = 6;
+    let h = Harness::new(backend).await;
+    for (round, order) in awaiting_orders(&h, ROUNDS).await.into_iter().enumerate() {
+        // Two events decided from the same read of the order: a payment
+        // and a failure. Only one may land, with its event and message.
+        let mut paid = order.clone();
+        paid.mark_paid(Utc::now()).unwrap();
+        let mut failed = order.clone();
+        failed
+            .record_payment_failure(domain::PaymentFailure {
+                code: Some("card_declined".into()),
+                message: "declined".into(),
+            })
+            .unwrap();
+        let (paid_id, failed_id) = (format!("evt_paid_{round}"), format!("evt_failed_{round}"));
+        let outbox_before = pending_outbox(&h).await;
+        let results = record_all(
+            &h,
+            vec![
+                (
+                    event(&paid_id, Some(&order)),
+                    Some(paid.clone()),
+                    vec![paid_message(&paid)],
+                ),
+                (
+                    event(&failed_id, Some(&order)),
+                    Some(failed.clone()),
+                    vec![],
+                ),
+            ],
+        )
+        .await;
+
+        let (winner, loser, winner_state, winner_messages) = match (&results[0].0, &results[1].0) {
+            (Ok(EventRecorded::Recorded), Err(RepositoryError::Conflict)) => {
+                (&paid_id, &failed_id, paid.state(), 1)
+            }
+            (Err(RepositoryError::Conflict), Ok(EventRecorded::Recorded)) => {
+                (&failed_id, &paid_id, failed.state(), 0)
+            }
+            other => panic!("round {round}: expected one recorded and one conflict, got {other:?}"),
+        };
+        let events = &h.repos.webhook_events;
+        assert!(
+            events.find(winner).await.unwrap().is_some(),
+            "round {round}"
+        );
+        assert!(
+            events.find(loser).await.unwrap().is_none(),
+            "round {round}: the conflicting event must not stay recorded"
+        );
+        let stored = h.repos.orders.find_by_id(order.id).await.unwrap().unwrap();
+        assert_eq!(stored.state(), winner_state, "round {round}");
+        assert_eq!(stored.version(), order.version() + 1, "round {round}");
+        assert_eq!(
+            pending_outbox(&h).await - outbox_before,
+            winner_messages,
+            "round {round}"
+        );
+    }
+}
+
+async fn one_failing_event_does_not_fail_the_others(backend: Backend) {
+    const EVENTS: usize = 16;
+    const BAD: usize = 5;
+    let h = Harness::new(backend).await;
+    let orders = awaiting_orders(&h, EVENTS).await;
+    let writes = orders
+        .iter()
+        .enumerate()
+        .map(|(n, order)| {
+            let mut paid = order.clone();
+            paid.mark_paid(Utc::now()).unwrap();
+            let mut message = paid_message(&paid);
+            if n == BAD {
+                // A message for an order that does not exist: the database
+                // refuses it (foreign key), failing the batch it is in.
+                message.order_id = OrderId::new(9_999_999);
+            }
+            (
+                event(&format!("evt_iso_{n}"), Some(order)),
+                Some(paid),
+                vec![message],
+            )
+        })
+        .collect();
+
+    let results = record_all(&h, writes).await;
+
+    for (n, (result, _)) in results.iter().enumerate() {
+        if n == BAD {
+            assert!(
+                matches!(result, Err(RepositoryError::Unexpected(_))),
+                "the bad event fails: {result:?}"
+            );
+        } else {
+            assert_eq!(
+                result.as_ref().unwrap(),
+                &EventRecorded::Recorded,
+                "event {n}"
+            );
+        }
+    }
+    let events = &h.repos.webhook_events;
+    assert!(events
+        .find(&format!("evt_iso_{BAD}"))
+        .await
+        .unwrap()
+        .is_none());
+    let bad_order = h
+        .repos
+        .orders
+        .find_by_id(orders[BAD].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bad_order.status(), OrderStatus::AwaitingPayment);
+    assert_eq!(bad_order.version(), orders[BAD].version());
+    assert_eq!(pending_outbox(&h).await, EVENTS as i64 - 1);
+    // The writer is still there for the next event.
+    let retry = event("evt_after", None);
+    assert_eq!(
+        events
+            .record(&retry, None, &[], Utc::now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        EventRecorded::Recorded
+    );
+}

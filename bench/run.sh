@@ -4,7 +4,7 @@
 #   bench/run.sh [--smoke] [--duration S] [--backends sqlite,postgres]
 #                [--standins nginx,emulator] [--users N] [--max-pool N]
 #                [--readiness-runs N] [--out FILE] [--profile] [--keep]
-#                [--dev-build]
+#                [--dev-build] [--scenarios intent,intent-create,webhook,orders]
 #
 # Builds kessai (release), measures the floors (the Stripe stand-ins alone and
 # through kessai's Stripe client, the database alone), then for each backend
@@ -23,6 +23,8 @@
 #                  each scenario: <results>-profiles/*.txt (by thread, by
 #                  library, top symbols); perturbs the figures a little
 #   --keep         keep the work directory (logs, databases, request files)
+#   --scenarios    which scenarios to drive (default all; the floors and
+#                  the preparation run regardless)
 #   --dev-build    use the unoptimised (dev profile) build the tests already
 #                  made: for --smoke in CI only, the figures mean nothing
 #
@@ -44,6 +46,7 @@ out=
 keep=0
 profile=0
 build_profile=release
+scenarios=intent,intent-create,webhook,orders
 
 usage() {
     sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -63,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1 ;;
     --profile) profile=1 ;;
     --dev-build) build_profile=dev ;;
+    --scenarios) scenarios=${2:?}; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -465,11 +469,15 @@ pass() { # backend standin stripe-base full(1: all scenarios, 0: intent only)
         --record "$records" --label "backend=$backend" --label "standin=$standin" >&2
 
     log "scenarios ($duration s each)"
-    scenario "$backend" "$standin" intent intent "$data/users.tsv" 16
-    scenario "$backend" "$standin" intent intent "$data/users.tsv" 64
-    scenario "$backend" "$standin" intent-create intent "$data/pool-create16.tsv" 16
-    scenario "$backend" "$standin" intent-create intent "$data/pool-create64.tsv" 64
-    if ((full)); then
+    if has "$scenarios" intent; then
+        scenario "$backend" "$standin" intent intent "$data/users.tsv" 16
+        scenario "$backend" "$standin" intent intent "$data/users.tsv" 64
+    fi
+    if has "$scenarios" intent-create; then
+        scenario "$backend" "$standin" intent-create intent "$data/pool-create16.tsv" 16
+        scenario "$backend" "$standin" intent-create intent "$data/pool-create64.tsv" 64
+    fi
+    if ((full)) && has "$scenarios" webhook; then
         local conns tag
         for conns in 16 64; do
             tag=${backend:0:1}$conns
@@ -479,6 +487,8 @@ pass() { # backend standin stripe-base full(1: all scenarios, 0: intent only)
             "$bench" check-webhooks --db "$kessai_db" --tag "$tag" --records "$records" \
                 --label "backend=$backend" --label "standin=$standin" >/dev/null
         done
+    fi
+    if ((full)) && has "$scenarios" orders; then
         scenario "$backend" "$standin" orders orders "$data/users.tsv" 64
     fi
     stop_kessai

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::ports::{EventRecorded, OutboxMessage, RepoResult, WebhookEventRecord};
 use domain::{Order, RepositoryError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// At most this many events share a transaction: enough to amortise a
 /// commit many times over, few enough that the first caller of a batch
@@ -77,11 +77,19 @@ pub(crate) struct EventWriter {
 }
 
 impl EventWriter {
-    /// Starts the writing task on the current Tokio runtime.
-    pub fn spawn(sink: impl EventBatchSink) -> Self {
+    /// Starts `writers` writing tasks on the current Tokio runtime. One
+    /// suits SQLite, which has one writer anyway. PostgreSQL commits
+    /// several transactions at once, and a single task would leave it
+    /// waiting on one connection's round trips: there, several tasks each
+    /// take what is waiting when they are free.
+    pub fn spawn(sink: impl EventBatchSink, writers: usize) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
+        let jobs = Arc::new(Mutex::new(jobs));
         let stats = Arc::new(BatchStats::default());
-        tokio::spawn(run(Arc::new(sink), jobs, stats.clone()));
+        let sink: Arc<dyn EventBatchSink> = Arc::new(sink);
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(sink.clone(), jobs.clone(), stats.clone()));
+        }
         Self { queue, stats }
     }
 
@@ -100,9 +108,18 @@ fn stopped() -> RepositoryError {
     RepositoryError::Unexpected("the webhook event writer has stopped".into())
 }
 
-async fn run(sink: Arc<dyn EventBatchSink>, mut jobs: mpsc::Receiver<Job>, stats: Arc<BatchStats>) {
+async fn run(
+    sink: Arc<dyn EventBatchSink>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    stats: Arc<BatchStats>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // The lock is held only while waiting for work: whoever holds it takes
+    // the next batch, and the others queue behind it, free or committing.
+    while jobs.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Concurrent batches (PostgreSQL) lock orders in the same, id,
+        // order, so they wait for each other instead of deadlocking.
+        batch.sort_by_key(|job| job.write.order.as_ref().map(|order| order.id.get()));
         let (writes, replies): (Vec<EventWrite>, Vec<_>) =
             batch.drain(..).map(|job| (job.write, job.reply)).unzip();
         stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -29,10 +29,17 @@ pub(super) async fn open(
         .await
         .context("cannot connect to PostgreSQL")?;
     Ok(SqlStore {
-        events: EventWriter::spawn(EventBatches(pool.clone())),
+        events: EventWriter::spawn(EventBatches(pool.clone()), event_writers(options)),
         writer: pool.clone(),
         reader: pool,
     })
+}
+
+/// Group-commit tasks for webhook events: enough to keep PostgreSQL
+/// committing while one batch waits on its round trips, at most a third
+/// of the pool so reads always find a connection.
+fn event_writers(options: PoolOptions) -> usize {
+    (options.max_connections as usize / 3).clamp(1, 4)
 }
 
 pub(super) async fn migrate(store: &SqlStore<Postgres>) -> anyhow::Result<()> {

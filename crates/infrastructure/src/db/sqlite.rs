@@ -39,7 +39,7 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .connect_with(base.read_only(true))
         .await
         .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
-    let events = EventWriter::spawn(EventBatches(writer.clone()));
+    let events = EventWriter::spawn(EventBatches(writer.clone()), 1);
     Ok(SqlStore {
         writer,
         reader,

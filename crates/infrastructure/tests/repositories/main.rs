@@ -78,9 +78,15 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(backend: Backend) -> Self {
+        Self::with_pool(backend, 5).await
+    }
+
+    /// A harness whose pools hold up to `max_connections` (on PostgreSQL
+    /// this also sets how many event batches commit at once).
+    pub async fn with_pool(backend: Backend, max_connections: u32) -> Self {
         let db = TestDatabase::new(backend).await;
         let url = DatabaseUrl::parse(&db.url).expect("test database URL");
-        let database = Database::connect(&url, PoolOptions { max_connections: 5 })
+        let database = Database::connect(&url, PoolOptions { max_connections })
             .await
             .expect("connect to the test database");
         database.migrate().await.expect("migrate the test database");

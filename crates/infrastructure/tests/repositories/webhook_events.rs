@@ -11,7 +11,7 @@ use domain::{Order, OrderId, OrderStatus, RepositoryError};
 use test_support::Backend;
 use tokio::sync::Barrier;
 
-use crate::{day, new_order, Harness, TEA_CATALOG};
+use crate::{day, new_order, t0, Harness, TEA_CATALOG};
 
 backend_tests! {
     single: [],
@@ -20,8 +20,12 @@ backend_tests! {
         deliveries_of_one_event_at_once_record_it_once,
         a_conflicting_event_leaves_no_trace,
         one_failing_event_does_not_fail_the_others,
+        concurrent_batches_keep_each_event_once,
     ],
 }
+
+/// With a pool of 12, PostgreSQL commits up to four batches at once.
+const POOL_FOR_CONCURRENT_BATCHES: u32 = 12;
 
 fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
     WebhookEventRecord {
@@ -113,7 +117,7 @@ async fn concurrent_events_share_commits_and_each_applies_once(backend: Backend)
         .enumerate()
         .map(|(n, order)| {
             let mut paid = order.clone();
-            paid.mark_paid(Utc::now()).unwrap();
+            paid.mark_paid(t0()).unwrap();
             let message = paid_message(&paid);
             (
                 event(&format!("evt_group_{n}"), Some(order)),
@@ -164,7 +168,7 @@ async fn deliveries_of_one_event_at_once_record_it_once(backend: Backend) {
     let h = Harness::new(backend).await;
     let order = awaiting_orders(&h, 1).await.remove(0);
     let mut paid = order.clone();
-    paid.mark_paid(Utc::now()).unwrap();
+    paid.mark_paid(t0()).unwrap();
     let writes = (0..DELIVERIES)
         .map(|_| {
             (
@@ -199,7 +203,7 @@ async fn a_conflicting_event_leaves_no_trace(backend: Backend) {
         // Two events decided from the same read of the order: a payment
         // and a failure. Only one may land, with its event and message.
         let mut paid = order.clone();
-        paid.mark_paid(Utc::now()).unwrap();
+        paid.mark_paid(t0()).unwrap();
         let mut failed = order.clone();
         failed
             .record_payment_failure(domain::PaymentFailure {
@@ -265,7 +269,7 @@ async fn one_failing_event_does_not_fail_the_others(backend: Backend) {
         .enumerate()
         .map(|(n, order)| {
             let mut paid = order.clone();
-            paid.mark_paid(Utc::now()).unwrap();
+            paid.mark_paid(t0()).unwrap();
             let mut message = paid_message(&paid);
             if n == BAD {
                 // A message for an order that does not exist: the database
@@ -321,4 +325,88 @@ async fn one_failing_event_does_not_fail_the_others(backend: Backend) {
             .unwrap(),
         EventRecorded::Recorded
     );
+}
+
+/// Several batches committing at once (PostgreSQL): every order gets a
+/// payment and a failure decided from the same read, each event delivered
+/// three times, all at once. Per order exactly one event lands, once.
+async fn concurrent_batches_keep_each_event_once(backend: Backend) {
+    const ORDERS: usize = 12;
+    const COPIES: usize = 3;
+    let h = Harness::with_pool(backend, POOL_FOR_CONCURRENT_BATCHES).await;
+    let orders = awaiting_orders(&h, ORDERS).await;
+    let mut writes = Vec::new();
+    for (n, order) in orders.iter().enumerate() {
+        let mut paid = order.clone();
+        paid.mark_paid(t0()).unwrap();
+        let mut failed = order.clone();
+        failed
+            .record_payment_failure(domain::PaymentFailure {
+                code: None,
+                message: "declined".into(),
+            })
+            .unwrap();
+        for _ in 0..COPIES {
+            writes.push((
+                event(&format!("evt_cb_paid_{n}"), Some(order)),
+                Some(paid.clone()),
+                vec![paid_message(&paid)],
+            ));
+            writes.push((
+                event(&format!("evt_cb_failed_{n}"), Some(order)),
+                Some(failed.clone()),
+                vec![],
+            ));
+        }
+    }
+
+    let results = record_all(&h, writes).await;
+
+    let recorded = results
+        .iter()
+        .filter(|(r, _)| matches!(r, Ok(EventRecorded::Recorded)))
+        .count();
+    assert_eq!(recorded, ORDERS, "one event per order lands");
+    for (result, _) in &results {
+        assert!(
+            matches!(
+                result,
+                Ok(EventRecorded::Recorded | EventRecorded::Duplicate)
+                    | Err(RepositoryError::Conflict)
+            ),
+            "{result:?}"
+        );
+    }
+    let mut paid_orders = 0;
+    for (n, order) in orders.iter().enumerate() {
+        let stored = h.repos.orders.find_by_id(order.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.version(),
+            order.version() + 1,
+            "order {n} saved once"
+        );
+        let paid = h
+            .repos
+            .webhook_events
+            .find(&format!("evt_cb_paid_{n}"))
+            .await
+            .unwrap();
+        let failed = h
+            .repos
+            .webhook_events
+            .find(&format!("evt_cb_failed_{n}"))
+            .await
+            .unwrap();
+        match stored.status() {
+            OrderStatus::Paid => {
+                paid_orders += 1;
+                assert!(paid.is_some() && failed.is_none(), "order {n}");
+            }
+            OrderStatus::AwaitingPayment => {
+                assert!(paid.is_none() && failed.is_some(), "order {n}")
+            }
+            other => panic!("order {n} is {other}"),
+        }
+    }
+    assert_eq!(pending_outbox(&h).await, paid_orders);
 }

@@ -75,6 +75,16 @@ pub trait OrderRepository: Send + Sync {
     /// [`RepositoryError::Conflict`] when the order was saved by someone else
     /// since it was read.
     async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()>;
+    /// [`Self::save_state`] and, in the same write, gives up the payment
+    /// lease `owner` holds on the order (if it still does): creating an
+    /// intent records it and frees the order for the next caller at once.
+    /// On a `Conflict` nothing is written and the lease stays.
+    async fn save_state_releasing_lease(
+        &self,
+        order: &mut Order,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> RepoResult<()>;
     /// [`Self::save_state`] and, in the same transaction, queues `outbox`.
     async fn save_state_and_notify(
         &self,

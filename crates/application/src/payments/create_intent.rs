@@ -200,7 +200,12 @@ impl PaymentService {
         {
             return Ok(Round::Again);
         }
-        let result = self.create_under_lease(user, order.clone()).await;
+        let result = self.create_under_lease(user, order.clone(), &owner).await;
+        // `Ready` from here means the intent was recorded, and the same
+        // write gave the lease up; every other outcome still holds it.
+        if matches!(result, Ok(Round::Ready(_))) {
+            return result;
+        }
         if let Err(error) = self.orders.release_payment_lease(order.id, &owner).await {
             // The lease runs out by itself; log and carry on.
             tracing::warn!(%error, "could not release the PaymentIntent lease");
@@ -212,6 +217,7 @@ impl PaymentService {
         &self,
         user: &User,
         mut order: Order,
+        lease_owner: &str,
     ) -> Result<Round, CreateIntentError> {
         let customer = self.customers.ensure(user).await?;
         let total = order.total();
@@ -238,7 +244,11 @@ impl PaymentService {
         if order.begin_payment(intent.id.clone()).is_err() {
             return Ok(Round::Again);
         }
-        match self.orders.save_state(&mut order, self.clock.now()).await {
+        match self
+            .orders
+            .save_state_releasing_lease(&mut order, lease_owner, self.clock.now())
+            .await
+        {
             Ok(()) => {
                 tracing::info!(payment_intent = %intent.id, attempt, "PaymentIntent created");
                 Ok(Round::Ready(output(intent, total)?))

@@ -399,7 +399,21 @@ macro_rules! sql_repositories {
             }
 
             async fn save_state(&self, order: &mut Order, now: DateTime<Utc>) -> RepoResult<()> {
-                if write_state(&self.writer, order, now).await.map_err(db_error)? {
+                if write_state(&self.writer, order, now, None).await.map_err(db_error)? {
+                    order.advance_version();
+                    Ok(())
+                } else {
+                    Err(RepositoryError::Conflict)
+                }
+            }
+
+            async fn save_state_releasing_lease(
+                &self,
+                order: &mut Order,
+                owner: &str,
+                now: DateTime<Utc>,
+            ) -> RepoResult<()> {
+                if write_state(&self.writer, order, now, Some(owner)).await.map_err(db_error)? {
                     order.advance_version();
                     Ok(())
                 } else {
@@ -414,7 +428,7 @@ macro_rules! sql_repositories {
                 now: DateTime<Utc>,
             ) -> RepoResult<()> {
                 let mut tx = self.writer.begin().await.map_err(db_error)?;
-                if !write_state(&mut *tx, order, now).await.map_err(db_error)? {
+                if !write_state(&mut *tx, order, now, None).await.map_err(db_error)? {
                     return Err(RepositoryError::Conflict);
                 }
                 queue_outbox(&mut tx, outbox, now).await.map_err(db_error)?;
@@ -520,7 +534,13 @@ macro_rules! sql_repositories {
         }
         /// Writes `order`'s state over the version it was read at; false
         /// when the stored version moved on (someone else saved first).
-        async fn write_state<'e, E>(executor: E, order: &Order, now: DateTime<Utc>) -> Result<bool, sqlx::Error>
+        /// With `release_lease_of`, also gives up that owner's payment lease.
+        async fn write_state<'e, E>(
+            executor: E,
+            order: &Order,
+            now: DateTime<Utc>,
+            release_lease_of: Option<&str>,
+        ) -> Result<bool, sqlx::Error>
         where
             E: sqlx::Executor<'e, Database = $db>,
         {
@@ -533,7 +553,9 @@ macro_rules! sql_repositories {
                 "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
                  cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
                  last_payment_error_code = $7, last_payment_error_message = $8, \
-                 updated_at = $9, payment_attempts = $12, version = version + 1 \
+                 updated_at = $9, payment_attempts = $12, version = version + 1, \
+                 intent_lease_until_ms = CASE WHEN intent_lease_owner = $13 THEN 0 ELSE intent_lease_until_ms END, \
+                 intent_lease_owner = CASE WHEN intent_lease_owner = $13 THEN NULL ELSE intent_lease_owner END \
                  WHERE id = $10 AND version = $11",
             )
             .bind(state.status.as_str())
@@ -548,6 +570,7 @@ macro_rules! sql_repositories {
             .bind(order.id.get())
             .bind(order.version())
             .bind(state.payment_attempts)
+            .bind(release_lease_of)
             .execute(executor)
             .await?;
             Ok(result.rows_affected() == 1)
@@ -613,7 +636,7 @@ macro_rules! sql_repositories {
                 return Ok(Ok(EventRecorded::Duplicate));
             }
             if let Some(order) = &write.order {
-                if !write_state(&mut **tx, order, write.now).await? {
+                if !write_state(&mut **tx, order, write.now, None).await? {
                     sqlx::query("DELETE FROM webhook_events WHERE id = $1")
                         .bind(&event.id)
                         .execute(&mut **tx)
@@ -674,7 +697,7 @@ macro_rules! sql_repositories {
                 .await
                 .map_err(db_error)?;
                 if let Some(order) = &order {
-                    if !write_state(&mut *tx, order, now).await.map_err(db_error)? {
+                    if !write_state(&mut *tx, order, now, None).await.map_err(db_error)? {
                         return Err(RepositoryError::Conflict);
                     }
                 }

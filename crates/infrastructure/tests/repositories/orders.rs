@@ -17,6 +17,7 @@ backend_tests! {
         save_state_with_stale_status_is_conflict,
         deactivated_product_never_breaks_orders,
         reconciliation_finds_quiet_awaiting_orders_on_schedule,
+        a_payment_lease_holds_until_its_owner_saves_or_releases,
     ],
     multi: [],
 }
@@ -556,4 +557,75 @@ async fn reconciliation_finds_quiet_awaiting_orders_on_schedule(backend: Backend
     awaiting.mark_paid(later).unwrap();
     orders.save_state(&mut awaiting, created).await.unwrap();
     assert_eq!(due(later, later + Duration::days(30)).await, vec![]);
+}
+
+async fn a_payment_lease_holds_until_its_owner_saves_or_releases(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let user = h.user("lease@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let orders = &h.repos.orders;
+    let mut order = orders
+        .insert(
+            new_order(user.id, &[(&products[0], 1)], None),
+            day(2024, 11, 24),
+            t0(),
+        )
+        .await
+        .unwrap();
+    let until = t0() + Duration::seconds(120);
+
+    assert!(orders
+        .claim_payment_lease(&order, "a", t0(), until)
+        .await
+        .unwrap());
+    assert!(
+        !orders
+            .claim_payment_lease(&order, "b", t0(), until)
+            .await
+            .unwrap(),
+        "a live lease is exclusive"
+    );
+    // Someone else's save does not free a's lease.
+    let mut other = order.clone();
+    other.begin_payment("pi_other".into()).unwrap();
+    orders
+        .save_state_releasing_lease(&mut other, "b", t0())
+        .await
+        .unwrap();
+    assert!(!orders
+        .claim_payment_lease(&other, "b", t0(), until)
+        .await
+        .unwrap());
+    // A stale save by the owner is a conflict and keeps the lease.
+    order.begin_payment("pi_stale".into()).unwrap();
+    assert!(matches!(
+        orders
+            .save_state_releasing_lease(&mut order, "a", t0())
+            .await,
+        Err(RepositoryError::Conflict)
+    ));
+    assert!(!orders
+        .claim_payment_lease(&other, "b", t0(), until)
+        .await
+        .unwrap());
+    // The owner's save records the state and frees the order at once.
+    let mut current = orders.find_by_id(other.id).await.unwrap().unwrap();
+    current.mark_paid(t0()).unwrap();
+    orders
+        .save_state_releasing_lease(&mut current, "a", t0())
+        .await
+        .unwrap();
+    assert_stored(&h, &current).await;
+    assert!(
+        orders
+            .claim_payment_lease(&current, "b", t0(), until)
+            .await
+            .unwrap(),
+        "released with the save"
+    );
+    orders.release_payment_lease(current.id, "b").await.unwrap();
+    assert!(orders
+        .claim_payment_lease(&current, "c", t0(), until)
+        .await
+        .unwrap());
 }

@@ -428,6 +428,16 @@ impl OrderRepository for InMemoryOrders {
         self.write_checked(order)
     }
 
+    async fn save_state_releasing_lease(
+        &self,
+        order: &mut Order,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> RepoResult<()> {
+        self.save_state(order, now).await?;
+        self.release_payment_lease(order.id, owner).await
+    }
+
     async fn claim_payment_lease(
         &self,
         order: &Order,

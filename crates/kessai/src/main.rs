@@ -81,7 +81,7 @@ async fn main() -> ExitCode {
         webhook_secret,
     }) = &cli.command
     {
-        telemetry::init(infrastructure::config::LogFormat::Text);
+        let _log = telemetry::init(infrastructure::config::LogFormat::Text);
         return match stripe_emulator(*bind, secret_key, webhook_url.clone(), webhook_secret).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -107,7 +107,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(settings.log_format);
+    let _log = telemetry::init(settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,

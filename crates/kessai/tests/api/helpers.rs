@@ -146,7 +146,10 @@ pub async fn spawn_second_instance(first: &TestApp, vars: &[(&str, &str)]) -> Te
 
 async fn spawn_app_on(database: TestDatabase, vars: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        kessai::telemetry::init(infrastructure::config::LogFormat::Text);
+        // The writer thread lives as long as its guard: for the whole run.
+        static LOG: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+            std::sync::OnceLock::new();
+        LOG.get_or_init(|| kessai::telemetry::init(infrastructure::config::LogFormat::Text));
     }
     let mut env: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database.url.clone()),

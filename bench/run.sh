@@ -336,9 +336,19 @@ db_floors() { # backend url
         if [[ $backend == sqlite ]]; then
             floor_url="sqlite://$work/sqlite/floor.db"
         fi
-        rps=$("$bench" floor-db --url "$floor_url" --concurrency "$conns" --duration "$duration" \
-            --record "$records" --label "backend=$backend" | json_field rps)
-        db_floor[$backend-$conns]=${rps%.*}
+        # Twice: on Tokio's default two workers and on one. With one, the
+        # client does not bounce between threads, and SQLite committed 1.7
+        # times as often in one run: the floor is the better of the two
+        # (the report takes the best too).
+        local best=0 workers
+        for workers in 2 1; do
+            rps=$(TOKIO_WORKER_THREADS=$workers "$bench" floor-db --url "$floor_url" \
+                --concurrency "$conns" --duration "$duration" --record "$records" \
+                --label "backend=$backend" --label "runtime=$workers Tokio worker(s)" | json_field rps)
+            rps=${rps%.*}
+            ((rps > best)) && best=$rps
+        done
+        db_floor[$backend-$conns]=$best
     done
 }
 

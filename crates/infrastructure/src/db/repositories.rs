@@ -19,7 +19,7 @@ macro_rules! sql_repositories {
         };
 
         use $crate::db::rows::{
-            orders_from_lines, placeholders, OrderItemRow, OrderLineRow, OrderRow, ProductRow,
+            orders_from_lines, placeholders, value_rows, OrderItemRow, OrderLineRow, OrderRow, ProductRow,
             SessionRow, SessionUserRow, UserRow, ORDER_COLUMNS, ORDER_WITH_LINES,
         };
         use $crate::db::{db_error, SqlStore};
@@ -606,46 +606,100 @@ macro_rules! sql_repositories {
             payload: String,
         }
 
-        const INSERT_EVENT: &str = "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
-             order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO NOTHING";
-
-        /// Writes one event inside a batch's transaction, all or nothing:
-        /// a known id writes nothing (`Duplicate`), and an order saved by
-        /// someone else since it was read takes the event row out again
-        /// (`Conflict`), so the batch's other events can still commit.
-        async fn write_event(
+        /// Writes a batch of events inside one transaction, in a fixed
+        /// number of statements (one per order to save, plus at most
+        /// three), each event all or nothing: a known id writes nothing
+        /// (`Duplicate`), and an order saved by someone else since it was
+        /// read takes its event row out again (`Conflict`), so the other
+        /// events of the batch still commit.
+        async fn write_events(
             tx: &mut sqlx::Transaction<'_, $db>,
-            write: &$crate::db::event_writer::EventWrite,
-        ) -> Result<RepoResult<EventRecorded>, sqlx::Error> {
-            let event = &write.event;
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(&event.id)
-                .bind(&event.kind)
-                .bind(event.created)
-                .bind(event.received_at)
-                .bind(&event.outcome)
-                .bind(event.detail.as_deref())
-                .bind(event.order_id.map(|id| id.get()))
-                .bind(event.payment_intent_id.as_deref())
-                .bind(&event.payload)
-                .execute(&mut **tx)
-                .await?;
-            if inserted.rows_affected() == 0 {
-                // Another delivery of this event got here first.
-                return Ok(Ok(EventRecorded::Duplicate));
+            writes: &[$crate::db::event_writer::EventWrite],
+        ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
+            use std::collections::HashSet;
+            if writes.is_empty() {
+                return Ok(Vec::new());
             }
-            if let Some(order) = &write.order {
-                if !write_state(&mut **tx, order, write.now, None).await? {
-                    sqlx::query("DELETE FROM webhook_events WHERE id = $1")
-                        .bind(&event.id)
-                        .execute(&mut **tx)
-                        .await?;
-                    return Ok(Err(RepositoryError::Conflict));
+            let sql = format!(
+                "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
+                 order_id, payment_intent_id, payload) VALUES {} \
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                value_rows(writes.len(), 9)
+            );
+            let mut insert = sqlx::query_scalar::<_, String>(&sql);
+            for write in writes {
+                let event = &write.event;
+                insert = insert
+                    .bind(&event.id)
+                    .bind(&event.kind)
+                    .bind(event.created)
+                    .bind(event.received_at)
+                    .bind(&event.outcome)
+                    .bind(event.detail.as_deref())
+                    .bind(event.order_id.map(|id| id.get()))
+                    .bind(event.payment_intent_id.as_deref())
+                    .bind(&event.payload);
+            }
+            let mut inserted: HashSet<String> = insert.fetch_all(&mut **tx).await?.into_iter().collect();
+            // An id inserted now belongs to its first write in the batch;
+            // later copies (and ids known before) are duplicates.
+            let mut owner = vec![false; writes.len()];
+            for (index, write) in writes.iter().enumerate() {
+                owner[index] = inserted.remove(&write.event.id);
+            }
+            let mut conflicted: Vec<&str> = Vec::new();
+            for (index, write) in writes.iter().enumerate() {
+                if let (true, Some(order)) = (owner[index], &write.order) {
+                    if !write_state(&mut **tx, order, write.now, None).await? {
+                        conflicted.push(&write.event.id);
+                    }
                 }
             }
-            queue_outbox(tx, &write.outbox, write.now).await?;
-            Ok(Ok(EventRecorded::Recorded))
+            if !conflicted.is_empty() {
+                let sql = format!(
+                    "DELETE FROM webhook_events WHERE id IN ({})",
+                    placeholders(1, conflicted.len())
+                );
+                let mut delete = sqlx::query(&sql);
+                for id in &conflicted {
+                    delete = delete.bind(*id);
+                }
+                delete.execute(&mut **tx).await?;
+            }
+            let outcomes: Vec<RepoResult<EventRecorded>> = writes
+                .iter()
+                .zip(&owner)
+                .map(|(write, owns)| {
+                    // A copy of an event whose write conflicted is not a
+                    // duplicate: nothing of it is stored, so it decides again.
+                    if conflicted.contains(&write.event.id.as_str()) {
+                        Err(RepositoryError::Conflict)
+                    } else if *owns {
+                        Ok(EventRecorded::Recorded)
+                    } else {
+                        Ok(EventRecorded::Duplicate)
+                    }
+                })
+                .collect();
+            let messages: Vec<(&OutboxMessage, DateTime<Utc>)> = writes
+                .iter()
+                .zip(&owner)
+                .zip(&outcomes)
+                .filter(|((_, owns), outcome)| **owns && matches!(outcome, Ok(EventRecorded::Recorded)))
+                .flat_map(|((write, _), _)| write.outbox.iter().map(|m| (m, write.now)))
+                .collect();
+            if !messages.is_empty() {
+                let sql = format!(
+                    "INSERT INTO outbox (topic, order_id, created_at) VALUES {}",
+                    value_rows(messages.len(), 3)
+                );
+                let mut queue = sqlx::query(&sql);
+                for (message, now) in messages {
+                    queue = queue.bind(&message.topic).bind(message.order_id.get()).bind(now);
+                }
+                queue.execute(&mut **tx).await?;
+            }
+            Ok(outcomes)
         }
 
         /// The writer pool as the group-commit task's database.
@@ -658,10 +712,7 @@ macro_rules! sql_repositories {
                 writes: &[$crate::db::event_writer::EventWrite],
             ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
                 let mut tx = self.0.begin().await?;
-                let mut outcomes = Vec::with_capacity(writes.len());
-                for write in writes {
-                    outcomes.push(write_event(&mut tx, write).await?);
-                }
+                let outcomes = write_events(&mut tx, writes).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }

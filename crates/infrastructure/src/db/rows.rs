@@ -261,11 +261,25 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// `($1, …, $columns), ($columns+1, …), …` for a multi-row `VALUES`.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(1 + row * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn placeholders_are_numbered_from_start() {
         assert_eq!(super::placeholders(2, 3), "$2, $3, $4");
         assert_eq!(super::placeholders(1, 0), "");
+    }
+
+    #[test]
+    fn value_rows_number_every_parameter_once() {
+        assert_eq!(super::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::value_rows(1, 1), "($1)");
     }
 }

@@ -647,12 +647,29 @@ macro_rules! sql_repositories {
             for (index, write) in writes.iter().enumerate() {
                 owner[index] = inserted.remove(&write.event.id);
             }
-            let mut conflicted: Vec<&str> = Vec::new();
+            // Orders saved once in the batch go in one statement; an order
+            // a second event of the batch also saves is written on its own
+            // after it (it conflicts, unless the first one did).
+            let mut seen = HashSet::new();
+            let (mut together, mut alone) = (Vec::new(), Vec::new());
             for (index, write) in writes.iter().enumerate() {
                 if let (true, Some(order)) = (owner[index], &write.order) {
-                    if !write_state(&mut **tx, order, write.now, None).await? {
-                        conflicted.push(&write.event.id);
+                    if seen.insert(order.id) {
+                        together.push((write, order));
+                    } else {
+                        alone.push((write, order));
                     }
+                }
+            }
+            let saved = write_states(tx, &together).await?;
+            let mut conflicted: Vec<&str> = together
+                .iter()
+                .filter(|(_, order)| !saved.contains(&order.id.get()))
+                .map(|(write, _)| write.event.id.as_str())
+                .collect();
+            for (write, order) in alone {
+                if !write_state(&mut **tx, order, write.now, None).await? {
+                    conflicted.push(&write.event.id);
                 }
             }
             if !conflicted.is_empty() {
@@ -700,6 +717,53 @@ macro_rules! sql_repositories {
                 queue.execute(&mut **tx).await?;
             }
             Ok(outcomes)
+        }
+
+        /// [`write_state`] for several distinct orders in one statement;
+        /// returns the ids of the orders written (the others moved on).
+        async fn write_states(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            orders: &[(&$crate::db::event_writer::EventWrite, &Order)],
+        ) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+            if orders.is_empty() {
+                return Ok(std::collections::HashSet::new());
+            }
+            let sql = format!(
+                "WITH v (id, version, status, payment_intent_id, paid_at, cancelled_at, \
+                 cancel_reason, refunded_amount, last_payment_error_code, \
+                 last_payment_error_message, updated_at, payment_attempts) AS (VALUES {}) \
+                 UPDATE orders SET status = v.status, payment_intent_id = v.payment_intent_id, \
+                 paid_at = v.paid_at, cancelled_at = v.cancelled_at, cancel_reason = v.cancel_reason, \
+                 refunded_amount = v.refunded_amount, \
+                 last_payment_error_code = v.last_payment_error_code, \
+                 last_payment_error_message = v.last_payment_error_message, \
+                 updated_at = v.updated_at, payment_attempts = v.payment_attempts, \
+                 version = orders.version + 1 \
+                 FROM v WHERE orders.id = v.id AND orders.version = v.version RETURNING orders.id",
+                value_rows(orders.len(), 12)
+            );
+            let mut update = sqlx::query_scalar::<_, i64>(&sql);
+            for (write, order) in orders {
+                let state = order.state();
+                let (error_code, error_message) = match &state.last_payment_error {
+                    Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
+                    None => (None, None),
+                };
+                update = update
+                    .bind(order.id.get())
+                    .bind(order.version())
+                    .bind(state.status.as_str())
+                    .bind(state.payment_intent_id.as_deref())
+                    .bind(state.paid_at)
+                    .bind(state.cancelled_at)
+                    .bind(state.cancel_reason.as_deref())
+                    .bind(state.refunded_amount.minor_units())
+                    .bind(error_code)
+                    .bind(error_message)
+                    .bind(write.now)
+                    .bind(state.payment_attempts);
+            }
+            Ok(update.fetch_all(&mut **tx).await?.into_iter().collect())
         }
 
         /// The writer pool as the group-commit task's database.

@@ -2,6 +2,7 @@
 //! SQLite (the embedded default) and PostgreSQL (production, scale-out).
 
 mod event_writer;
+mod inline_reads;
 mod postgres;
 mod repositories;
 mod rows;
@@ -28,6 +29,9 @@ pub struct SqlStore<DB: sqlx::Database> {
     /// Webhook events go through one group-commit task (see
     /// [`event_writer`]).
     pub(crate) events: event_writer::EventWriter,
+    /// SQLite's hot reads, on the calling thread (see [`inline_reads`]);
+    /// `None` on PostgreSQL and for an in-memory SQLite database.
+    pub(crate) inline: Option<inline_reads::InlineReads>,
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> RepositoryError {

@@ -32,6 +32,7 @@ pub(super) async fn open(
         events: EventWriter::spawn(EventBatches(pool.clone()), event_writers(options)),
         writer: pool.clone(),
         reader: pool,
+        inline: None,
     })
 }
 

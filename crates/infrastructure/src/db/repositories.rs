@@ -20,7 +20,7 @@ macro_rules! sql_repositories {
 
         use $crate::db::rows::{
             orders_from_lines, placeholders, value_rows, OrderItemRow, OrderLineRow, OrderRow, ProductRow,
-            SessionRow, SessionUserRow, UserRow, ORDER_COLUMNS, ORDER_WITH_LINES,
+            SessionRow, SessionUserRow, UserRow, ORDER_COLUMNS, ORDER_WITH_LINES, SESSION_USER,
         };
         use $crate::db::{db_error, SqlStore};
 
@@ -149,15 +149,14 @@ macro_rules! sql_repositories {
                 id: &SessionId,
                 now: DateTime<Utc>,
             ) -> RepoResult<Option<User>> {
-                let row = sqlx::query_as::<_, SessionUserRow>(
-                    "SELECT s.expires_at, s.revoked_at, u.id, u.email, u.name, \
-                     u.password_hash, u.stripe_customer_id, u.created_at \
-                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(db_error)?;
+                let row = match &self.inline {
+                    Some(inline) => inline.session_user(id.as_str())?,
+                    None => sqlx::query_as::<_, SessionUserRow>(SESSION_USER)
+                        .bind(id.as_str())
+                        .fetch_optional(&self.reader)
+                        .await
+                        .map_err(db_error)?,
+                };
                 match row {
                     Some(row) if row.is_active(now) => User::try_from(row.user).map(Some),
                     _ => Ok(None),
@@ -377,6 +376,10 @@ macro_rules! sql_repositories {
             }
 
             async fn find_by_id(&self, id: OrderId) -> RepoResult<Option<Order>> {
+                if let Some(inline) = &self.inline {
+                    let rows = inline.orders("o.id = $1", "i.line_no", &id.get())?;
+                    return Ok(orders_from_lines(rows)?.pop());
+                }
                 let sql = format!("{ORDER_WITH_LINES} WHERE o.id = $1 ORDER BY i.line_no");
                 let rows = sqlx::query_as::<_, OrderLineRow>(&sql)
                     .bind(id.get())
@@ -387,6 +390,10 @@ macro_rules! sql_repositories {
             }
 
             async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>> {
+                if let Some(inline) = &self.inline {
+                    let rows = inline.orders("o.user_id = $1", "o.id DESC, i.line_no", &user.get())?;
+                    return orders_from_lines(rows);
+                }
                 let sql = format!(
                     "{ORDER_WITH_LINES} WHERE o.user_id = $1 ORDER BY o.id DESC, i.line_no"
                 );
@@ -438,6 +445,10 @@ macro_rules! sql_repositories {
             }
 
             async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>> {
+                if let Some(inline) = &self.inline {
+                    let rows = inline.orders("o.payment_intent_id = $1", "i.line_no", &payment_intent_id)?;
+                    return Ok(orders_from_lines(rows)?.pop());
+                }
                 let sql = format!(
                     "{ORDER_WITH_LINES} WHERE o.payment_intent_id = $1 ORDER BY i.line_no"
                 );

@@ -37,6 +37,12 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// A session's validity and its user, by session id: one row of
+/// [`SessionUserRow`].
+pub(crate) const SESSION_USER: &str = "SELECT s.expires_at, s.revoked_at, u.id, u.email, u.name, \
+     u.password_hash, u.stripe_customer_id, u.created_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
 /// A session's validity and its user, read together.
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionUserRow {

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Sqlite;
 
 use super::event_writer::EventWriter;
+use super::inline_reads::InlineReads;
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Sqlite);
@@ -22,6 +23,7 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
+    let filename = base.get_filename().to_path_buf();
     // No ping before handing out a connection (sqlx's default): a SQLite
     // connection is a file handle that cannot go stale, and the ping is a
     // round trip to the connection's worker thread, as dear as the query.
@@ -40,10 +42,13 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .await
         .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
     let events = EventWriter::spawn(EventBatches(writer.clone()), 1);
+    let inline = (!filename.as_os_str().is_empty() && filename.as_os_str() != ":memory:")
+        .then(|| InlineReads::new(filename.clone()));
     Ok(SqlStore {
         writer,
         reader,
         events,
+        inline,
     })
 }
 

@@ -117,8 +117,13 @@ async fn run(
     // The lock is held only while waiting for work: whoever holds it takes
     // the next batch, and the others queue behind it, free or committing.
     while jobs.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Concurrent batches (PostgreSQL) lock orders in the same, id,
-        // order, so they wait for each other instead of deadlocking.
+        // Orders in id order, for the writes made one by one. Two batches
+        // committing at once (PostgreSQL) that save the same order can
+        // still deadlock in the one-statement update, whose lock order is
+        // the plan's; PostgreSQL breaks it (after `deadlock_timeout`) and
+        // the failed batch is written again event by event, so it costs a
+        // delay, never an event. It takes two events of one order arriving
+        // together, which Stripe rarely sends.
         batch.sort_by_key(|job| job.write.order.as_ref().map(|order| order.id.get()));
         let (writes, replies): (Vec<EventWrite>, Vec<_>) =
             batch.drain(..).map(|job| (job.write, job.reply)).unzip();

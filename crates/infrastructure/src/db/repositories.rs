@@ -637,8 +637,13 @@ macro_rules! sql_repositories {
                  ON CONFLICT (id) DO NOTHING RETURNING id",
                 value_rows(writes.len(), 9)
             );
+            // Rows in event id order: batches committing at once (PostgreSQL)
+            // that share an event (two deliveries of it) then wait for each
+            // other at their first shared id instead of deadlocking.
+            let mut by_id: Vec<&$crate::db::event_writer::EventWrite> = writes.iter().collect();
+            by_id.sort_by(|a, b| a.event.id.cmp(&b.event.id));
             let mut insert = sqlx::query_scalar::<_, String>(&sql);
-            for write in writes {
+            for write in by_id {
                 let event = &write.event;
                 insert = insert
                     .bind(&event.id)

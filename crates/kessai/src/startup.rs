@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use api::{AppState, CookieSettings};
+use api::{AppParts, AppState, CookieSettings};
 use application::outbox::OutboxDispatcher;
 use application::payments::{CustomerAccounts, LeaseSettings, PaymentService};
 use application::ports::payment_gateway::PaymentGateway;
@@ -239,7 +239,7 @@ impl Application {
             .load_catalog(&products)
             .await
             .map_err(|e| e.0)?;
-        let state = AppState {
+        let state = AppState::new(AppParts {
             auth: services.auth,
             orders: services.orders,
             catalog: services.catalog,
@@ -261,7 +261,7 @@ impl Application {
             } else {
                 "stripe"
             },
-        };
+        });
         let mut router = api::router(state);
         if let Some(emulator) = &emulator {
             // Mounted after the API's layers: the emulator has its own, and

@@ -543,6 +543,14 @@ macro_rules! sql_repositories {
                 Ok(())
             }
         }
+        /// `last_payment_error_code` and `_message` of a state.
+        fn payment_error_columns(state: &domain::order::OrderState) -> (Option<&str>, Option<&str>) {
+            match &state.last_payment_error {
+                Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
+                None => (None, None),
+            }
+        }
+
         /// Writes `order`'s state over the version it was read at; false
         /// when the stored version moved on (someone else saved first).
         /// With `release_lease_of`, also gives up that owner's payment lease.
@@ -556,10 +564,7 @@ macro_rules! sql_repositories {
             E: sqlx::Executor<'e, Database = $db>,
         {
             let state = order.state();
-            let (error_code, error_message) = match &state.last_payment_error {
-                Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
-                None => (None, None),
-            };
+            let (error_code, error_message) = payment_error_columns(state);
             let result = sqlx::query(
                 "UPDATE orders SET status = $1, payment_intent_id = $2, paid_at = $3, \
                  cancelled_at = $4, cancel_reason = $5, refunded_amount = $6, \
@@ -617,6 +622,25 @@ macro_rules! sql_repositories {
             payload: String,
         }
 
+        type EventInsert<'q> =
+            sqlx::query::QueryScalar<'q, $db, String, <$db as sqlx::Database>::Arguments<'q>>;
+
+        /// Binds `event`'s nine columns, in the order `webhook_events`'
+        /// inserts name them: `id, type, created, received_at, outcome,
+        /// detail, order_id, payment_intent_id, payload`.
+        fn bind_event<'q>(insert: EventInsert<'q>, event: &'q WebhookEventRecord) -> EventInsert<'q> {
+            insert
+                .bind(&event.id)
+                .bind(&event.kind)
+                .bind(event.created)
+                .bind(event.received_at)
+                .bind(&event.outcome)
+                .bind(event.detail.as_deref())
+                .bind(event.order_id.map(|id| id.get()))
+                .bind(event.payment_intent_id.as_deref())
+                .bind(&event.payload)
+        }
+
         /// Writes a batch of events inside one transaction, in a fixed
         /// number of statements (one per order to save, plus at most
         /// three), each event all or nothing: a known id writes nothing
@@ -644,17 +668,7 @@ macro_rules! sql_repositories {
             by_id.sort_by(|a, b| a.event.id.cmp(&b.event.id));
             let mut insert = sqlx::query_scalar::<_, String>(&sql);
             for write in by_id {
-                let event = &write.event;
-                insert = insert
-                    .bind(&event.id)
-                    .bind(&event.kind)
-                    .bind(event.created)
-                    .bind(event.received_at)
-                    .bind(&event.outcome)
-                    .bind(event.detail.as_deref())
-                    .bind(event.order_id.map(|id| id.get()))
-                    .bind(event.payment_intent_id.as_deref())
-                    .bind(&event.payload);
+                insert = bind_event(insert, &write.event);
             }
             let mut inserted: HashSet<String> = insert.fetch_all(&mut **tx).await?.into_iter().collect();
             // An id inserted now belongs to its first write in the batch;
@@ -761,10 +775,7 @@ macro_rules! sql_repositories {
             let mut update = sqlx::query_scalar::<_, i64>(&sql);
             for (write, order) in orders {
                 let state = order.state();
-                let (error_code, error_message) = match &state.last_payment_error {
-                    Some(f) => (f.code.as_deref(), Some(f.message.as_str())),
-                    None => (None, None),
-                };
+                let (error_code, error_message) = payment_error_columns(state);
                 update = update
                     .bind(order.id.get())
                     .bind(order.version())
@@ -809,24 +820,16 @@ macro_rules! sql_repositories {
                 now: DateTime<Utc>,
             ) -> RepoResult<()> {
                 let mut tx = self.writer.begin().await.map_err(db_error)?;
-                sqlx::query(
+                let replace = sqlx::query_scalar::<_, String>(
                     "INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \
                      order_id, payment_intent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
-                     order_id = excluded.order_id",
-                )
-                .bind(&event.id)
-                .bind(&event.kind)
-                .bind(event.created)
-                .bind(event.received_at)
-                .bind(&event.outcome)
-                .bind(event.detail.as_deref())
-                .bind(event.order_id.map(|id| id.get()))
-                .bind(event.payment_intent_id.as_deref())
-                .bind(&event.payload)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                     order_id = excluded.order_id RETURNING id",
+                );
+                bind_event(replace, event)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
                 if let Some(order) = &order {
                     if !write_state(&mut *tx, order, now, None).await.map_err(db_error)? {
                         return Err(RepositoryError::Conflict);

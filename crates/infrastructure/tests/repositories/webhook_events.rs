@@ -41,6 +41,35 @@ fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
     }
 }
 
+/// One caller's `record`: the event, the order to save, the messages.
+type Write = (WebhookEventRecord, Option<Order>, Vec<OutboxMessage>);
+
+/// `order` paid (at the fixed `t0`, which both databases store exactly).
+fn paid(order: &Order) -> Order {
+    let mut paid = order.clone();
+    paid.mark_paid(t0()).unwrap();
+    paid
+}
+
+/// `order` with a declined payment recorded.
+fn declined(order: &Order) -> Order {
+    let mut failed = order.clone();
+    failed
+        .record_payment_failure(domain::PaymentFailure {
+            code: Some("card_declined".into()),
+            message: "declined".into(),
+        })
+        .unwrap();
+    failed
+}
+
+/// Event `id` paying `order`, with its `order_paid` message.
+fn paying(id: &str, order: &Order) -> Write {
+    let paid = paid(order);
+    let message = paid_message(&paid);
+    (event(id, Some(order)), Some(paid), vec![message])
+}
+
 fn paid_message(order: &Order) -> OutboxMessage {
     OutboxMessage {
         topic: "order_paid".into(),
@@ -80,7 +109,7 @@ async fn awaiting_orders(h: &Harness, count: usize) -> Vec<Order> {
 /// caller holds it afterwards.
 async fn record_all(
     h: &Harness,
-    writes: Vec<(WebhookEventRecord, Option<Order>, Vec<OutboxMessage>)>,
+    writes: Vec<Write>,
 ) -> Vec<(Result<EventRecorded, RepositoryError>, Option<Order>)> {
     let start = Arc::new(Barrier::new(writes.len()));
     let tasks: Vec<_> = writes
@@ -115,16 +144,7 @@ async fn concurrent_events_share_commits_and_each_applies_once(backend: Backend)
     let writes = orders
         .iter()
         .enumerate()
-        .map(|(n, order)| {
-            let mut paid = order.clone();
-            paid.mark_paid(t0()).unwrap();
-            let message = paid_message(&paid);
-            (
-                event(&format!("evt_group_{n}"), Some(order)),
-                Some(paid),
-                vec![message],
-            )
-        })
+        .map(|(n, order)| paying(&format!("evt_group_{n}"), order))
         .collect();
 
     let results = record_all(&h, writes).await;
@@ -167,16 +187,8 @@ async fn deliveries_of_one_event_at_once_record_it_once(backend: Backend) {
     const DELIVERIES: usize = 16;
     let h = Harness::new(backend).await;
     let order = awaiting_orders(&h, 1).await.remove(0);
-    let mut paid = order.clone();
-    paid.mark_paid(t0()).unwrap();
     let writes = (0..DELIVERIES)
-        .map(|_| {
-            (
-                event("evt_same", Some(&order)),
-                Some(paid.clone()),
-                vec![paid_message(&paid)],
-            )
-        })
+        .map(|_| paying("evt_same", &order))
         .collect();
 
     let results = record_all(&h, writes).await;
@@ -202,25 +214,13 @@ async fn a_conflicting_event_leaves_no_trace(backend: Backend) {
     for (round, order) in awaiting_orders(&h, ROUNDS).await.into_iter().enumerate() {
         // Two events decided from the same read of the order: a payment
         // and a failure. Only one may land, with its event and message.
-        let mut paid = order.clone();
-        paid.mark_paid(t0()).unwrap();
-        let mut failed = order.clone();
-        failed
-            .record_payment_failure(domain::PaymentFailure {
-                code: Some("card_declined".into()),
-                message: "declined".into(),
-            })
-            .unwrap();
+        let (paid, failed) = (paid(&order), declined(&order));
         let (paid_id, failed_id) = (format!("evt_paid_{round}"), format!("evt_failed_{round}"));
         let outbox_before = pending_outbox(&h).await;
         let results = record_all(
             &h,
             vec![
-                (
-                    event(&paid_id, Some(&order)),
-                    Some(paid.clone()),
-                    vec![paid_message(&paid)],
-                ),
+                paying(&paid_id, &order),
                 (
                     event(&failed_id, Some(&order)),
                     Some(failed.clone()),
@@ -268,19 +268,13 @@ async fn one_failing_event_does_not_fail_the_others(backend: Backend) {
         .iter()
         .enumerate()
         .map(|(n, order)| {
-            let mut paid = order.clone();
-            paid.mark_paid(t0()).unwrap();
-            let mut message = paid_message(&paid);
+            let mut write = paying(&format!("evt_iso_{n}"), order);
             if n == BAD {
                 // A message for an order that does not exist: the database
                 // refuses it (foreign key), failing the batch it is in.
-                message.order_id = OrderId::new(9_999_999);
+                write.2[0].order_id = OrderId::new(9_999_999);
             }
-            (
-                event(&format!("evt_iso_{n}"), Some(order)),
-                Some(paid),
-                vec![message],
-            )
+            write
         })
         .collect();
 
@@ -337,21 +331,9 @@ async fn concurrent_batches_keep_each_event_once(backend: Backend) {
     let orders = awaiting_orders(&h, ORDERS).await;
     let mut writes = Vec::new();
     for (n, order) in orders.iter().enumerate() {
-        let mut paid = order.clone();
-        paid.mark_paid(t0()).unwrap();
-        let mut failed = order.clone();
-        failed
-            .record_payment_failure(domain::PaymentFailure {
-                code: None,
-                message: "declined".into(),
-            })
-            .unwrap();
+        let failed = declined(order);
         for _ in 0..COPIES {
-            writes.push((
-                event(&format!("evt_cb_paid_{n}"), Some(order)),
-                Some(paid.clone()),
-                vec![paid_message(&paid)],
-            ));
+            writes.push(paying(&format!("evt_cb_paid_{n}"), order));
             writes.push((
                 event(&format!("evt_cb_failed_{n}"), Some(order)),
                 Some(failed.clone()),

@@ -45,17 +45,47 @@ impl OutboxDispatcher {
         }
     }
 
-    /// Claims and sends what is pending (up to `limit`); returns how many
-    /// were sent. Another instance running the same pass gets other
-    /// messages: a message is sent twice only when an instance dies between
-    /// sending it and recording that it did (the notifier tolerates that).
-    pub async fn dispatch_pending(&self, limit: i64) -> Result<usize, UnexpectedError> {
+    /// Sends what is pending, `batch` messages at a time, until a batch
+    /// comes back short (drained), a send fails (the rest waits for the
+    /// next pass rather than retrying in a tight loop), or `max_batches`
+    /// were sent (so a huge backlog cannot hold off shutdown); returns how
+    /// many were sent. One batch a pass would fall behind for good once
+    /// payments arrive faster than a batch a tick: after a sale's burst of
+    /// webhooks, notifications would trail by minutes.
+    ///
+    /// Another instance running the same pass gets other messages: a
+    /// message is sent twice only when an instance dies between sending
+    /// it and recording that it did (the notifier tolerates that).
+    pub async fn dispatch_pending(
+        &self,
+        batch: i64,
+        max_batches: usize,
+    ) -> Result<usize, UnexpectedError> {
+        let mut sent = 0;
+        for _ in 0..max_batches {
+            let pass = self.dispatch_batch(batch).await?;
+            sent += pass.sent;
+            let full = i64::try_from(pass.claimed).is_ok_and(|claimed| claimed >= batch);
+            if !full || pass.sent < pass.claimed {
+                break;
+            }
+        }
+        let backlog = self.outbox.backlog(MAX_ATTEMPTS).await?;
+        metrics::gauge!("kessai_outbox_backlog", "state" => "pending").set(backlog.pending as f64);
+        metrics::gauge!("kessai_outbox_backlog", "state" => "given_up")
+            .set(backlog.given_up as f64);
+        Ok(sent)
+    }
+
+    /// Claims up to `limit` messages and sends them.
+    async fn dispatch_batch(&self, limit: i64) -> Result<BatchOutcome, UnexpectedError> {
         let now = self.clock.now();
         let claimed = self
             .outbox
             .claim_pending(limit, MAX_ATTEMPTS, now, now + CLAIM_TTL)
             .await?;
-        let mut sent = Vec::with_capacity(claimed.len());
+        let claimed_count = claimed.len();
+        let mut sent = Vec::with_capacity(claimed_count);
         for pending in claimed {
             let order_id = pending.message.order_id.get();
             match self.notifier.notify(&pending.message).await {
@@ -80,10 +110,14 @@ impl OutboxDispatcher {
         // If this fails or the process dies first, the claims expire and
         // these are sent again: at least once, never lost.
         self.outbox.mark_dispatched(&sent, self.clock.now()).await?;
-        let backlog = self.outbox.backlog(MAX_ATTEMPTS).await?;
-        metrics::gauge!("kessai_outbox_backlog", "state" => "pending").set(backlog.pending as f64);
-        metrics::gauge!("kessai_outbox_backlog", "state" => "given_up")
-            .set(backlog.given_up as f64);
-        Ok(sent.len())
+        Ok(BatchOutcome {
+            claimed: claimed_count,
+            sent: sent.len(),
+        })
     }
+}
+
+struct BatchOutcome {
+    claimed: usize,
+    sent: usize,
 }

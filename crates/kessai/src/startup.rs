@@ -433,13 +433,19 @@ async fn run_reconciler(
     }
 }
 
+/// Up to `OUTBOX_BATCH × OUTBOX_BATCHES_PER_PASS` messages a pass (a
+/// second): more than the webhooks one instance can take in a second, so
+/// a burst's notifications do not pile up.
+const OUTBOX_BATCH: i64 = 500;
+const OUTBOX_BATCHES_PER_PASS: usize = 20;
+
 /// Dispatches the outbox every second until told to stop.
 async fn run_outbox(outbox: OutboxDispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(error) = outbox.dispatch_pending(100).await {
+                if let Err(error) = outbox.dispatch_pending(OUTBOX_BATCH, OUTBOX_BATCHES_PER_PASS).await {
                     tracing::warn!(%error, "outbox dispatch failed; will retry");
                 }
             }

@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod catalog;
 mod orders;
+mod outbox;
 mod payments;
 mod reconcile;
 mod webhooks;

@@ -66,6 +66,23 @@ pub trait OrderRepository: Send + Sync {
     async fn list_for_user(&self, user: UserId) -> RepoResult<Vec<Order>>;
     /// The order whose current PaymentIntent is `payment_intent_id`.
     async fn find_by_payment_intent(&self, payment_intent_id: &str) -> RepoResult<Option<Order>>;
+    /// The order whose current PaymentIntent is `payment_intent_id` or, when
+    /// no order's is, the order `fallback` (the `metadata.order_id` of an
+    /// intent whose creation kessai never recorded). Adapters answer it in
+    /// one read: every webhook about an intent asks it.
+    async fn find_by_payment_intent_or_id(
+        &self,
+        payment_intent_id: &str,
+        fallback: Option<OrderId>,
+    ) -> RepoResult<Option<Order>> {
+        if let Some(order) = self.find_by_payment_intent(payment_intent_id).await? {
+            return Ok(Some(order));
+        }
+        match fallback {
+            Some(id) => self.find_by_id(id).await,
+            None => Ok(None),
+        }
+    }
     /// Writes the order's state if, and only if, nobody saved the order
     /// since it was read (its version is unchanged), and advances the
     /// version (of the stored row and of `order`). Two writers racing from

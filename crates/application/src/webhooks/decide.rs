@@ -73,13 +73,13 @@ impl WebhookService {
         intent_id: &str,
         metadata_order: Option<&String>,
     ) -> Result<Option<Order>, UnexpectedError> {
-        if let Some(order) = self.orders.find_by_payment_intent(intent_id).await? {
-            return Ok(Some(order));
-        }
-        let Some(id) = metadata_order.and_then(|raw| raw.parse::<i64>().ok()) else {
-            return Ok(None);
-        };
-        Ok(self.orders.find_by_id(domain::OrderId::new(id)).await?)
+        let fallback = metadata_order
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .map(domain::OrderId::new);
+        Ok(self
+            .orders
+            .find_by_payment_intent_or_id(intent_id, fallback)
+            .await?)
     }
 
     async fn decide_intent(

@@ -460,6 +460,38 @@ macro_rules! sql_repositories {
                 Ok(orders_from_lines(rows)?.pop())
             }
 
+            async fn find_by_payment_intent_or_id(
+                &self,
+                payment_intent_id: &str,
+                fallback: Option<OrderId>,
+            ) -> RepoResult<Option<Order>> {
+                if self.inline.is_some() {
+                    // In-process reads: two cost less than one round trip.
+                    if let Some(order) =
+                        OrderRepository::find_by_payment_intent(self, payment_intent_id).await?
+                    {
+                        return Ok(Some(order));
+                    }
+                    return match fallback {
+                        Some(id) => OrderRepository::find_by_id(self, id).await,
+                        None => Ok(None),
+                    };
+                }
+                // `payment_intent_id` is unique: the subquery is one row or none.
+                let sql = format!(
+                    "{ORDER_WITH_LINES} WHERE o.id = COALESCE(\
+                     (SELECT id FROM orders WHERE payment_intent_id = $1), $2) \
+                     ORDER BY i.line_no"
+                );
+                let rows = sqlx::query_as::<_, OrderLineRow>(&sql)
+                    .bind(payment_intent_id)
+                    .bind(fallback.map(OrderId::get))
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db_error)?;
+                Ok(orders_from_lines(rows)?.pop())
+            }
+
             async fn claim_payment_lease(
                 &self,
                 order: &Order,

@@ -12,6 +12,7 @@ backend_tests! {
         insert_numbers_orders_per_day,
         insert_preserves_lines_and_totals,
         unknown_order_is_none,
+        an_intent_finds_its_order_by_its_id_before_the_fallback,
         list_for_user_is_own_orders_newest_first,
         save_state_persists_every_field,
         save_state_with_stale_status_is_conflict,
@@ -196,6 +197,56 @@ async fn unknown_order_is_none(backend: Backend) {
         .is_none());
     assert!(orders.find_by_id(OrderId::new(-1)).await.unwrap().is_none());
     assert!(orders.find_by_id(order.id).await.unwrap().is_some());
+}
+
+async fn an_intent_finds_its_order_by_its_id_before_the_fallback(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let orders = &h.repos.orders;
+    let user = h.user("intent-lookup@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let mut placed = Vec::new();
+    for _ in 0..2 {
+        let order = orders
+            .insert(
+                new_order(user.id, &[(&products[0], 2)], None),
+                day(2024, 11, 24),
+                t0(),
+            )
+            .await
+            .unwrap();
+        placed.push(order);
+    }
+    let (mut with_intent, without) = (placed.remove(0), placed.remove(0));
+    with_intent.begin_payment("pi_lookup".into()).unwrap();
+    orders.save_state(&mut with_intent, t0()).await.unwrap();
+    let find = |intent: &'static str, fallback: Option<OrderId>| async move {
+        orders
+            .find_by_payment_intent_or_id(intent, fallback)
+            .await
+            .unwrap()
+            .map(|order| order.id)
+    };
+
+    // The intent's own order wins over the fallback it is given.
+    assert_eq!(
+        find("pi_lookup", Some(without.id)).await,
+        Some(with_intent.id)
+    );
+    assert_eq!(find("pi_lookup", None).await, Some(with_intent.id));
+    // An intent no order records falls back to the order named.
+    assert_eq!(
+        find("pi_unrecorded", Some(without.id)).await,
+        Some(without.id)
+    );
+    assert_eq!(find("pi_unrecorded", None).await, None);
+    assert_eq!(find("pi_unrecorded", Some(OrderId::new(-1))).await, None);
+    // The order comes whole, lines included.
+    let found = orders
+        .find_by_payment_intent_or_id("pi_unrecorded", Some(without.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, without);
 }
 
 async fn list_for_user_is_own_orders_newest_first(backend: Backend) {

@@ -1,12 +1,13 @@
 //! Storage: one SQL implementation of the repository ports, compiled for
 //! SQLite (the embedded default) and PostgreSQL (production, scale-out).
 
-mod event_writer;
+mod group_commit;
 mod inline_reads;
 mod postgres;
 mod repositories;
 mod rows;
 mod sqlite;
+mod writes;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use domain::RepositoryError;
 
 use crate::config::DatabaseUrl;
 
-pub use event_writer::BatchStats;
+pub use group_commit::BatchStats;
 
 /// Connection pools of one database. On SQLite all writes go through a
 /// single connection (SQLite has one writer anyway, and queueing in the
@@ -26,9 +27,10 @@ pub use event_writer::BatchStats;
 pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) writer: sqlx::Pool<DB>,
     pub(crate) reader: sqlx::Pool<DB>,
-    /// Webhook events go through one group-commit task (see
-    /// [`event_writer`]).
-    pub(crate) events: event_writer::EventWriter,
+    /// Webhook events go through group commit (see [`group_commit`]).
+    pub(crate) events: writes::EventWriter,
+    /// So do the payment lease and the intent's record.
+    pub(crate) order_writes: writes::OrderWriter,
     /// SQLite's hot reads, on the calling thread (see [`inline_reads`]);
     /// `None` on PostgreSQL and for an in-memory SQLite database.
     pub(crate) inline: Option<inline_reads::InlineReads>,
@@ -98,6 +100,14 @@ impl Database {
         match self {
             Self::Sqlite(s) => &s.events.stats,
             Self::Postgres(s) => &s.events.stats,
+        }
+    }
+
+    /// How the payment lease and intent writer has batched so far.
+    pub fn order_write_batches(&self) -> &BatchStats {
+        match self {
+            Self::Sqlite(s) => &s.order_writes.stats,
+            Self::Postgres(s) => &s.order_writes.stats,
         }
     }
 

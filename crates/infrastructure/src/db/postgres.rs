@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
-use super::event_writer::EventWriter;
+use super::writes::{EventWriter, OrderWriter, EVENTS, ORDER_WRITES};
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
@@ -29,7 +29,12 @@ pub(super) async fn open(
         .await
         .context("cannot connect to PostgreSQL")?;
     Ok(SqlStore {
-        events: EventWriter::spawn(EventBatches(pool.clone()), event_writers(options)),
+        events: EventWriter::spawn(EventBatches(pool.clone()), event_writers(options), EVENTS),
+        order_writes: OrderWriter::spawn(
+            OrderBatches(pool.clone()),
+            order_writers(options),
+            ORDER_WRITES,
+        ),
         writer: pool.clone(),
         reader: pool,
         inline: None,
@@ -41,6 +46,13 @@ pub(super) async fn open(
 /// of the pool so reads always find a connection.
 fn event_writers(options: PoolOptions) -> usize {
     (options.max_connections as usize / 3).clamp(1, 4)
+}
+
+/// Group-commit tasks for payment leases and intents: fewer than for
+/// events (each creation also waits on Stripe, so fewer arrive at once),
+/// and with the event writers at most half the pool.
+fn order_writers(options: PoolOptions) -> usize {
+    (options.max_connections as usize / 5).clamp(1, 2)
 }
 
 pub(super) async fn migrate(store: &SqlStore<Postgres>) -> anyhow::Result<()> {

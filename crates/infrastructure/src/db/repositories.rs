@@ -420,7 +420,15 @@ macro_rules! sql_repositories {
                 owner: &str,
                 now: DateTime<Utc>,
             ) -> RepoResult<()> {
-                if write_state(&self.writer, order, now, Some(owner)).await.map_err(db_error)? {
+                let saved = self
+                    .order_writes
+                    .write($crate::db::writes::OrderWrite::SaveReleasingLease {
+                        order: Box::new(order.clone()),
+                        owner: owner.to_owned(),
+                        now,
+                    })
+                    .await?;
+                if saved {
                     order.advance_version();
                     Ok(())
                 } else {
@@ -499,20 +507,15 @@ macro_rules! sql_repositories {
                 now: DateTime<Utc>,
                 until: DateTime<Utc>,
             ) -> RepoResult<bool> {
-                let result = sqlx::query(
-                    "UPDATE orders SET intent_lease_owner = $1, intent_lease_until_ms = $2 \
-                     WHERE id = $3 AND version = $4 \
-                     AND (intent_lease_owner IS NULL OR intent_lease_until_ms < $5)",
-                )
-                .bind(owner)
-                .bind(until.timestamp_millis())
-                .bind(order.id.get())
-                .bind(order.version())
-                .bind(now.timestamp_millis())
-                .execute(&self.writer)
-                .await
-                .map_err(db_error)?;
-                Ok(result.rows_affected() == 1)
+                self.order_writes
+                    .write($crate::db::writes::OrderWrite::ClaimLease {
+                        order: order.id,
+                        version: order.version(),
+                        owner: owner.to_owned(),
+                        now,
+                        until,
+                    })
+                    .await
             }
 
             async fn due_for_reconciliation(
@@ -681,7 +684,7 @@ macro_rules! sql_repositories {
         /// events of the batch still commit.
         async fn write_events(
             tx: &mut sqlx::Transaction<'_, $db>,
-            writes: &[$crate::db::event_writer::EventWrite],
+            writes: &[$crate::db::writes::EventWrite],
         ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
             use std::collections::HashSet;
             if writes.is_empty() {
@@ -696,7 +699,7 @@ macro_rules! sql_repositories {
             // Rows in event id order: batches committing at once (PostgreSQL)
             // that share an event (two deliveries of it) then wait for each
             // other at their first shared id instead of deadlocking.
-            let mut by_id: Vec<&$crate::db::event_writer::EventWrite> = writes.iter().collect();
+            let mut by_id: Vec<&$crate::db::writes::EventWrite> = writes.iter().collect();
             by_id.sort_by(|a, b| a.event.id.cmp(&b.event.id));
             let mut insert = sqlx::query_scalar::<_, String>(&sql);
             for write in by_id {
@@ -785,7 +788,7 @@ macro_rules! sql_repositories {
         /// returns the ids of the orders written (the others moved on).
         async fn write_states(
             tx: &mut sqlx::Transaction<'_, $db>,
-            orders: &[(&$crate::db::event_writer::EventWrite, &Order)],
+            orders: &[(&$crate::db::writes::EventWrite, &Order)],
         ) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
             if orders.is_empty() {
                 return Ok(std::collections::HashSet::new());
@@ -829,16 +832,80 @@ macro_rules! sql_repositories {
         pub(crate) struct EventBatches(pub(crate) sqlx::Pool<$db>);
 
         #[async_trait]
-        impl $crate::db::event_writer::EventBatchSink for EventBatches {
+        impl $crate::db::group_commit::BatchSink<$crate::db::writes::EventWrite, EventRecorded>
+            for EventBatches
+        {
             async fn write_batch(
                 &self,
-                writes: &[$crate::db::event_writer::EventWrite],
+                writes: &[$crate::db::writes::EventWrite],
             ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
                 let mut tx = self.0.begin().await?;
                 let outcomes = write_events(&mut tx, writes).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
+        }
+
+        /// The writer pool as the group-commit task of payment leases and
+        /// intents.
+        pub(crate) struct OrderBatches(pub(crate) sqlx::Pool<$db>);
+
+        #[async_trait]
+        impl $crate::db::group_commit::BatchSink<$crate::db::writes::OrderWrite, bool>
+            for OrderBatches
+        {
+            async fn write_batch(
+                &self,
+                writes: &[$crate::db::writes::OrderWrite],
+            ) -> Result<Vec<RepoResult<bool>>, sqlx::Error> {
+                use $crate::db::writes::OrderWrite;
+                // One statement per write: they are few (a batch is the
+                // checkouts waiting at once) and each is a keyed update.
+                let mut tx = self.0.begin().await?;
+                let mut outcomes = Vec::with_capacity(writes.len());
+                for write in writes {
+                    let done = match write {
+                        OrderWrite::ClaimLease { order, version, owner, now, until } => {
+                            claim_lease(&mut *tx, *order, *version, owner, *now, *until).await?
+                        }
+                        OrderWrite::SaveReleasingLease { order, owner, now } => {
+                            write_state(&mut *tx, order, *now, Some(owner)).await?
+                        }
+                    };
+                    outcomes.push(Ok(done));
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+
+        /// Takes the payment lease of `order` (read at `version`) for
+        /// `owner` until `until`, unless someone else holds it or the order
+        /// moved on; true when taken.
+        async fn claim_lease<'e, E>(
+            executor: E,
+            order: OrderId,
+            version: i64,
+            owner: &str,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+        ) -> Result<bool, sqlx::Error>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let result = sqlx::query(
+                "UPDATE orders SET intent_lease_owner = $1, intent_lease_until_ms = $2 \
+                 WHERE id = $3 AND version = $4 \
+                 AND (intent_lease_owner IS NULL OR intent_lease_until_ms < $5)",
+            )
+            .bind(owner)
+            .bind(until.timestamp_millis())
+            .bind(order.get())
+            .bind(version)
+            .bind(now.timestamp_millis())
+            .execute(executor)
+            .await?;
+            Ok(result.rows_affected() == 1)
         }
 
         impl SqlStore<$db> {
@@ -907,7 +974,7 @@ macro_rules! sql_repositories {
                 outbox: &[OutboxMessage],
                 now: DateTime<Utc>,
             ) -> RepoResult<EventRecorded> {
-                let write = $crate::db::event_writer::EventWrite {
+                let write = $crate::db::writes::EventWrite {
                     event: event.clone(),
                     order: order.as_deref().cloned(),
                     outbox: outbox.to_vec(),

@@ -9,8 +9,8 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
-use super::event_writer::EventWriter;
 use super::inline_reads::InlineReads;
+use super::writes::{EventWriter, OrderWriter, EVENTS, ORDER_WRITES};
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Sqlite);
@@ -41,13 +41,15 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .connect_with(base.read_only(true))
         .await
         .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
-    let events = EventWriter::spawn(EventBatches(writer.clone()), 1);
+    let events = EventWriter::spawn(EventBatches(writer.clone()), 1, EVENTS);
+    let order_writes = OrderWriter::spawn(OrderBatches(writer.clone()), 1, ORDER_WRITES);
     let inline = (!filename.as_os_str().is_empty() && filename.as_os_str() != ":memory:")
         .then(|| InlineReads::new(filename.clone()));
     Ok(SqlStore {
         writer,
         reader,
         events,
+        order_writes,
         inline,
     })
 }

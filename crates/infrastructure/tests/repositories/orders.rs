@@ -1,9 +1,12 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use domain::{
     Currency, Order, OrderId, OrderNumber, OrderState, OrderStatus, PaymentFailure,
     RepositoryError, UserId,
 };
 use test_support::Backend;
+use tokio::sync::Barrier;
 
 use crate::{day, new_order, new_product, t0, yen, Harness, TEA_CATALOG};
 
@@ -19,6 +22,7 @@ backend_tests! {
         deactivated_product_never_breaks_orders,
         reconciliation_finds_quiet_awaiting_orders_on_schedule,
         a_payment_lease_holds_until_its_owner_saves_or_releases,
+        concurrent_checkouts_share_commits_and_one_caller_leases_each_order,
     ],
     multi: [],
 }
@@ -679,4 +683,104 @@ async fn a_payment_lease_holds_until_its_owner_saves_or_releases(backend: Backen
         .claim_payment_lease(&current, "c", t0(), until)
         .await
         .unwrap());
+}
+
+/// Many first intent calls at once (a sale opening): their lease claims
+/// and their records share commits, and still only one caller of each
+/// order gets its lease.
+async fn concurrent_checkouts_share_commits_and_one_caller_leases_each_order(backend: Backend) {
+    const ORDERS: usize = 24;
+    let h = Harness::new(backend).await;
+    let user = h.user("sale@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let mut placed = Vec::new();
+    for _ in 0..ORDERS {
+        let order = h
+            .repos
+            .orders
+            .insert(
+                new_order(user.id, &[(&products[0], 1)], None),
+                day(2024, 11, 24),
+                t0(),
+            )
+            .await
+            .unwrap();
+        placed.push(order);
+    }
+    let (batches_before, writes_before) = h.database.order_write_batches().snapshot();
+    let until = t0() + Duration::seconds(120);
+
+    // Two callers per order, all at once.
+    let start = Arc::new(Barrier::new(2 * ORDERS));
+    let claims: Vec<_> = placed
+        .iter()
+        .flat_map(|order| ["first", "second"].map(|owner| (order.clone(), owner)))
+        .map(|(order, owner)| {
+            let (orders, start) = (h.repos.orders.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let won = orders
+                    .claim_payment_lease(&order, owner, t0(), until)
+                    .await
+                    .unwrap();
+                (order, owner, won)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for claim in claims {
+        let (order, owner, won) = claim.await.unwrap();
+        if won {
+            winners.push((order, owner));
+        }
+    }
+    let mut leased: Vec<_> = winners.iter().map(|(order, _)| order.id).collect();
+    leased.sort_unstable();
+    leased.dedup();
+    assert_eq!(
+        (winners.len(), leased.len()),
+        (ORDERS, ORDERS),
+        "exactly one lease per order"
+    );
+
+    // Each winner records its intent and gives the lease back, all at once.
+    let start = Arc::new(Barrier::new(ORDERS));
+    let saves: Vec<_> = winners
+        .into_iter()
+        .enumerate()
+        .map(|(n, (mut order, owner))| {
+            let (orders, start) = (h.repos.orders.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                order.begin_payment(format!("pi_sale_{n}")).unwrap();
+                orders
+                    .save_state_releasing_lease(&mut order, owner, t0())
+                    .await
+                    .unwrap();
+                order
+            })
+        })
+        .collect();
+    for save in saves {
+        let saved = save.await.unwrap();
+        assert_stored(&h, &saved).await;
+        assert!(
+            h.repos
+                .orders
+                .claim_payment_lease(&saved, "next", t0(), until)
+                .await
+                .unwrap(),
+            "order {} was released with its record",
+            saved.id
+        );
+    }
+
+    let (batches, writes) = h.database.order_write_batches().snapshot();
+    let (batches, writes) = (batches - batches_before, writes - writes_before);
+    // 48 claims, 24 saves, and the 24 claims of the check above.
+    assert_eq!(writes, 4 * ORDERS as u64);
+    assert!(
+        batches < 3 * ORDERS as u64,
+        "{writes} writes took {batches} commits: the concurrent ones were not grouped"
+    );
 }

@@ -167,6 +167,8 @@ async fn a_paid_checkout_shows_in_the_metrics(app: TestApp) {
     };
     // The webhook's event was group-committed (a batch of at least one).
     expect("kessai_webhook_commit_batch_size_count", &[], 1.0);
+    // So were the intent's lease and its record.
+    expect("kessai_intent_commit_batch_size_count", &[], 2.0);
     // HTTP by route and status, with latency.
     expect(
         "kessai_http_requests_total",

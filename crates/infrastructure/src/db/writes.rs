@@ -1,0 +1,69 @@
+//! The writes that go through group commit (see [`super::group_commit`]),
+//! as the repository hands them to the backends' batch sinks.
+
+use chrono::{DateTime, Utc};
+use domain::ports::{EventRecorded, OutboxMessage, WebhookEventRecord};
+use domain::{Order, OrderId};
+
+use super::group_commit::{Batched, GroupCommit, WriteKind};
+
+/// One webhook event to record, with the order state and messages that go
+/// with it.
+pub(crate) struct EventWrite {
+    pub event: WebhookEventRecord,
+    /// Saved only if still at the version it was read at.
+    pub order: Option<Order>,
+    pub outbox: Vec<OutboxMessage>,
+    pub now: DateTime<Utc>,
+}
+
+impl Batched for EventWrite {
+    fn order_key(&self) -> Option<i64> {
+        self.order.as_ref().map(|order| order.id.get())
+    }
+}
+
+/// Webhook events: `Err(Conflict)` when an event's order moved on.
+pub(crate) type EventWriter = GroupCommit<EventWrite, EventRecorded>;
+
+pub(crate) const EVENTS: WriteKind = WriteKind {
+    what: "webhook events",
+    metric: "kessai_webhook_commit_batch_size",
+};
+
+/// The two writes around creating a PaymentIntent: a burst of checkouts
+/// (a sale opening) would otherwise cost two commits each.
+pub(crate) enum OrderWrite {
+    /// `claim_payment_lease`: true when the lease was taken.
+    ClaimLease {
+        order: OrderId,
+        /// The version the order was read at.
+        version: i64,
+        owner: String,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+    /// `save_state_releasing_lease`: true when saved, false when the order
+    /// moved on since it was read (nothing is written then).
+    SaveReleasingLease {
+        order: Box<Order>,
+        owner: String,
+        now: DateTime<Utc>,
+    },
+}
+
+impl Batched for OrderWrite {
+    fn order_key(&self) -> Option<i64> {
+        Some(match self {
+            Self::ClaimLease { order, .. } => order.get(),
+            Self::SaveReleasingLease { order, .. } => order.id.get(),
+        })
+    }
+}
+
+pub(crate) type OrderWriter = GroupCommit<OrderWrite, bool>;
+
+pub(crate) const ORDER_WRITES: WriteKind = WriteKind {
+    what: "payment leases and intents",
+    metric: "kessai_intent_commit_batch_size",
+};

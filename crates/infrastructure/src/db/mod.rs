@@ -3,6 +3,7 @@
 
 mod group_commit;
 mod inline_reads;
+mod kept;
 mod postgres;
 mod repositories;
 mod rows;
@@ -34,6 +35,11 @@ pub struct SqlStore<DB: sqlx::Database> {
     /// SQLite's hot reads, on the calling thread (see [`inline_reads`]);
     /// `None` on PostgreSQL and for an in-memory SQLite database.
     pub(crate) inline: Option<inline_reads::InlineReads>,
+    /// The group-commit writers' connections between batches (see [`kept`]).
+    pub(crate) kept: Arc<kept::KeptConnections<DB>>,
+    /// PostgreSQL: webhooks' order look-ups, batched like the writes;
+    /// `None` on SQLite, whose reads are in-process.
+    pub(crate) order_lookups: Option<writes::OrderLookups>,
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> RepositoryError {
@@ -111,6 +117,15 @@ impl Database {
         }
     }
 
+    /// How the webhooks' order look-ups have batched so far (PostgreSQL;
+    /// SQLite reads them in-process, one by one).
+    pub fn order_lookup_batches(&self) -> Option<&BatchStats> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(s) => s.order_lookups.as_ref().map(|lookups| &*lookups.stats),
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
@@ -124,7 +139,13 @@ impl Database {
                 s.reader.close().await;
                 s.writer.close().await;
             }
-            Self::Postgres(s) => s.writer.close().await,
+            Self::Postgres(s) => {
+                // The pool waits for every connection out of it: closing
+                // first makes the writers give theirs back, not keep them.
+                let closing = s.writer.close();
+                s.kept.release_all();
+                closing.await;
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! and conditional updates.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +11,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
-use super::writes::{EventWriter, OrderWriter, EVENTS, ORDER_WRITES};
+use super::group_commit::BatchSink;
+use super::kept::KeptConnections;
+use super::rows::{LookupLineRow, ORDERS_BY_LOOKUP};
+use super::writes::{
+    EventWriter, OrderLookup, OrderLookups, OrderWriter, EVENTS, ORDER_LOOKUPS, ORDER_WRITES,
+};
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
@@ -22,23 +28,89 @@ pub(super) async fn open(
     // The URL may hold a password: errors below never include it.
     let connect = PgConnectOptions::from_str(url.expose_secret())
         .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?;
+    // No ping before handing out a connection (sqlx's default): it is a
+    // round trip of its own before every query and every transaction, on
+    // the hot paths a third or more of the round trips. A connection that
+    // died while idle fails the one statement that uses it; sqlx then
+    // drops it and the next acquire opens a new one. Webhooks are retried
+    // by Stripe and the other writes are conditional, so that one failure
+    // loses nothing. `idle_timeout` keeps idle connections from going stale
+    // behind a proxy or firewall in the first place.
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections)
+        .test_before_acquire(false)
+        .idle_timeout(Duration::from_secs(60))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(connect)
         .await
         .context("cannot connect to PostgreSQL")?;
+    let (event_writers, order_writers) = (event_writers(options), order_writers(options));
+    // At most half the pool waits on the writers' shelf: the other half
+    // always serves reads and the other writes.
+    let shelf = (event_writers + order_writers).min(options.max_connections as usize / 2);
+    let kept = Arc::new(KeptConnections::new(pool.clone(), shelf));
     Ok(SqlStore {
-        events: EventWriter::spawn(EventBatches(pool.clone()), event_writers(options), EVENTS),
-        order_writes: OrderWriter::spawn(
-            OrderBatches(pool.clone()),
-            order_writers(options),
-            ORDER_WRITES,
-        ),
+        events: EventWriter::spawn(EventBatches(kept.clone()), event_writers, EVENTS),
+        order_writes: OrderWriter::spawn(OrderBatches(kept.clone()), order_writers, ORDER_WRITES),
+        order_lookups: Some(OrderLookups::spawn(
+            OrderLookupBatches(pool.clone()),
+            lookup_tasks(options),
+            ORDER_LOOKUPS,
+        )),
         writer: pool.clone(),
         reader: pool,
         inline: None,
+        kept,
     })
+}
+
+/// Tasks running batched order look-ups: two, so one batch's round trip
+/// does not hold up the next (one on a pool of three or fewer).
+fn lookup_tasks(options: PoolOptions) -> usize {
+    if options.max_connections <= 3 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The pool as the batched look-ups' database.
+struct OrderLookupBatches(sqlx::PgPool);
+
+#[async_trait]
+impl BatchSink<OrderLookup, Option<Order>> for OrderLookupBatches {
+    async fn write_batch(
+        &self,
+        lookups: &[OrderLookup],
+    ) -> Result<Vec<RepoResult<Option<Order>>>, sqlx::Error> {
+        let intents: Vec<&str> = lookups
+            .iter()
+            .map(|l| l.payment_intent_id.as_str())
+            .collect();
+        let fallbacks: Vec<Option<i64>> = lookups
+            .iter()
+            .map(|l| l.fallback.map(OrderId::get))
+            .collect();
+        let rows = sqlx::query_as::<_, LookupLineRow>(ORDERS_BY_LOOKUP)
+            .bind(&intents)
+            .bind(&fallbacks)
+            .fetch_all(&self.0)
+            .await?;
+        // Rows come ordered by lookup, each lookup's lines together.
+        let mut found: Vec<Vec<OrderLineRow>> = lookups.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            let slot = usize::try_from(row.lookup - 1)
+                .ok()
+                .and_then(|index| found.get_mut(index));
+            if let Some(slot) = slot {
+                slot.push(row.line);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|rows| orders_from_lines(rows).map(|mut orders| orders.pop()))
+            .collect())
+    }
 }
 
 /// Group-commit tasks for webhook events: enough to keep PostgreSQL

@@ -485,6 +485,14 @@ macro_rules! sql_repositories {
                         None => Ok(None),
                     };
                 }
+                if let Some(lookups) = &self.order_lookups {
+                    return lookups
+                        .write($crate::db::writes::OrderLookup {
+                            payment_intent_id: payment_intent_id.to_owned(),
+                            fallback,
+                        })
+                        .await;
+                }
                 // `payment_intent_id` is unique: the subquery is one row or none.
                 let sql = format!(
                     "{ORDER_WITH_LINES} WHERE o.id = COALESCE(\
@@ -829,7 +837,7 @@ macro_rules! sql_repositories {
         }
 
         /// The writer pool as the group-commit task's database.
-        pub(crate) struct EventBatches(pub(crate) sqlx::Pool<$db>);
+        pub(crate) struct EventBatches(pub(crate) std::sync::Arc<$crate::db::kept::KeptConnections<$db>>);
 
         #[async_trait]
         impl $crate::db::group_commit::BatchSink<$crate::db::writes::EventWrite, EventRecorded>
@@ -839,16 +847,18 @@ macro_rules! sql_repositories {
                 &self,
                 writes: &[$crate::db::writes::EventWrite],
             ) -> Result<Vec<RepoResult<EventRecorded>>, sqlx::Error> {
-                let mut tx = self.0.begin().await?;
+                let mut connection = self.0.take().await?;
+                let mut tx = sqlx::Connection::begin(&mut *connection).await?;
                 let outcomes = write_events(&mut tx, writes).await?;
                 tx.commit().await?;
+                self.0.put_back(connection);
                 Ok(outcomes)
             }
         }
 
         /// The writer pool as the group-commit task of payment leases and
         /// intents.
-        pub(crate) struct OrderBatches(pub(crate) sqlx::Pool<$db>);
+        pub(crate) struct OrderBatches(pub(crate) std::sync::Arc<$crate::db::kept::KeptConnections<$db>>);
 
         #[async_trait]
         impl $crate::db::group_commit::BatchSink<$crate::db::writes::OrderWrite, bool>
@@ -861,7 +871,8 @@ macro_rules! sql_repositories {
                 use $crate::db::writes::OrderWrite;
                 // One statement per write: they are few (a batch is the
                 // checkouts waiting at once) and each is a keyed update.
-                let mut tx = self.0.begin().await?;
+                let mut connection = self.0.take().await?;
+                let mut tx = sqlx::Connection::begin(&mut *connection).await?;
                 let mut outcomes = Vec::with_capacity(writes.len());
                 for write in writes {
                     let done = match write {
@@ -875,6 +886,7 @@ macro_rules! sql_repositories {
                     outcomes.push(Ok(done));
                 }
                 tx.commit().await?;
+                self.0.put_back(connection);
                 Ok(outcomes)
             }
         }

@@ -133,17 +133,43 @@ pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, curre
      tax, shipping_fee, total, notes, payment_intent_id, payment_attempts, paid_at, cancelled_at, cancel_reason, \
      refunded_amount, last_payment_error_code, last_payment_error_message, created_at, version";
 
+/// The columns of an order read together with its lines (`o` the order,
+/// `i` its lines), in the positions [`super::inline_reads`] reads them by.
+macro_rules! order_line_columns {
+    () => {
+        "o.id, o.user_id, o.order_number, o.status, \
+         o.currency, o.subtotal, o.tax, o.shipping_fee, o.total, o.notes, o.payment_intent_id, \
+         o.payment_attempts, o.paid_at, o.cancelled_at, o.cancel_reason, o.refunded_amount, \
+         o.last_payment_error_code, o.last_payment_error_message, o.created_at, o.version, \
+         i.product_id AS line_product_id, i.product_name AS line_product_name, \
+         i.unit_price AS line_unit_price, i.quantity AS line_quantity, i.subtotal AS line_subtotal"
+    };
+}
+
 /// `SELECT` and `FROM` of an order read together with its lines: one
 /// row per line (one with no line data for an order without lines),
 /// ordered so that an order's rows are adjacent and its lines in order.
 /// Callers add `WHERE` and `ORDER BY …, i.line_no`.
-pub(crate) const ORDER_WITH_LINES: &str = "SELECT o.id, o.user_id, o.order_number, o.status, \
-     o.currency, o.subtotal, o.tax, o.shipping_fee, o.total, o.notes, o.payment_intent_id, \
-     o.payment_attempts, o.paid_at, o.cancelled_at, o.cancel_reason, o.refunded_amount, \
-     o.last_payment_error_code, o.last_payment_error_message, o.created_at, o.version, \
-     i.product_id AS line_product_id, i.product_name AS line_product_name, \
-     i.unit_price AS line_unit_price, i.quantity AS line_quantity, i.subtotal AS line_subtotal \
-     FROM orders o LEFT JOIN order_items i ON i.order_id = o.id";
+pub(crate) const ORDER_WITH_LINES: &str = concat!(
+    "SELECT ",
+    order_line_columns!(),
+    " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id"
+);
+
+/// PostgreSQL: many webhook look-ups in one query. `$1` the PaymentIntent
+/// ids, `$2` the fallback order ids (or NULL), pairwise; each lookup's
+/// order (by intent, else by fallback id) with its lines, tagged with the
+/// lookup's position (from 1) as `lookup`.
+pub(crate) const ORDERS_BY_LOOKUP: &str = concat!(
+    "SELECT ",
+    order_line_columns!(),
+    ", k.n AS lookup \
+     FROM UNNEST($1::text[], $2::int8[]) WITH ORDINALITY AS k(intent, fallback, n) \
+     JOIN orders o ON o.id = COALESCE(\
+     (SELECT id FROM orders WHERE payment_intent_id = k.intent), k.fallback) \
+     LEFT JOIN order_items i ON i.order_id = o.id \
+     ORDER BY k.n, i.line_no"
+);
 
 /// A row of [`ORDER_WITH_LINES`].
 #[derive(sqlx::FromRow)]
@@ -155,6 +181,14 @@ pub(crate) struct OrderLineRow {
     pub line_unit_price: Option<i64>,
     pub line_quantity: Option<i64>,
     pub line_subtotal: Option<i64>,
+}
+
+/// A row of [`ORDERS_BY_LOOKUP`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct LookupLineRow {
+    pub lookup: i64,
+    #[sqlx(flatten)]
+    pub line: OrderLineRow,
 }
 
 /// Folds [`ORDER_WITH_LINES`] rows into orders, keeping their order.

@@ -3,6 +3,7 @@
 //! keys on, and a busy timeout for other processes touching the file.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Sqlite;
 
 use super::inline_reads::InlineReads;
+use super::kept::KeptConnections;
 use super::writes::{EventWriter, OrderWriter, EVENTS, ORDER_WRITES};
 use super::PoolOptions;
 
@@ -41,8 +43,10 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         .connect_with(base.read_only(true))
         .await
         .with_context(|| format!("cannot open SQLite database `{url}` for reading"))?;
-    let events = EventWriter::spawn(EventBatches(writer.clone()), 1, EVENTS);
-    let order_writes = OrderWriter::spawn(OrderBatches(writer.clone()), 1, ORDER_WRITES);
+    // Nothing kept: the one writer connection serves every other write too.
+    let kept = Arc::new(KeptConnections::new(writer.clone(), 0));
+    let events = EventWriter::spawn(EventBatches(kept.clone()), 1, EVENTS);
+    let order_writes = OrderWriter::spawn(OrderBatches(kept.clone()), 1, ORDER_WRITES);
     let inline = (!filename.as_os_str().is_empty() && filename.as_os_str() != ":memory:")
         .then(|| InlineReads::new(filename.clone()));
     Ok(SqlStore {
@@ -51,6 +55,8 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         events,
         order_writes,
         inline,
+        kept,
+        order_lookups: None,
     })
 }
 

@@ -16,6 +16,7 @@ backend_tests! {
         insert_preserves_lines_and_totals,
         unknown_order_is_none,
         an_intent_finds_its_order_by_its_id_before_the_fallback,
+        concurrent_intent_lookups_each_find_their_own_order,
         list_for_user_is_own_orders_newest_first,
         save_state_persists_every_field,
         save_state_with_stale_status_is_conflict,
@@ -251,6 +252,90 @@ async fn an_intent_finds_its_order_by_its_id_before_the_fallback(backend: Backen
         .unwrap()
         .unwrap();
     assert_eq!(found, without);
+}
+
+/// A burst of webhooks looks up its orders at once; on PostgreSQL the
+/// look-ups share queries, and each caller must still get its own order,
+/// whole, or none.
+async fn concurrent_intent_lookups_each_find_their_own_order(backend: Backend) {
+    const ORDERS: usize = 16;
+    let h = Harness::new(backend).await;
+    let user = h.user("lookups@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let mut placed = Vec::new();
+    for n in 0..ORDERS {
+        // Orders of one, two and three lines, so lines cannot be mixed up.
+        let lines: Vec<_> = products
+            .iter()
+            .take(1 + n % 3)
+            .map(|p| (p, 1 + n as i64 % 2))
+            .collect();
+        let mut order = h
+            .repos
+            .orders
+            .insert(new_order(user.id, &lines, None), day(2024, 11, 24), t0())
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            order.begin_payment(format!("pi_burst_{n}")).unwrap();
+            h.repos.orders.save_state(&mut order, t0()).await.unwrap();
+        }
+        placed.push(order);
+    }
+    // Each order by its intent (the recorded ones) or by its id (the
+    // others), each asked twice; and look-ups that find nothing.
+    let mut lookups: Vec<(String, Option<OrderId>, Option<Order>)> = Vec::new();
+    for (n, order) in placed.iter().enumerate() {
+        let lookup = match order.state().payment_intent_id.clone() {
+            Some(intent) => (intent, None, Some(order.clone())),
+            None => (
+                format!("pi_unrecorded_{n}"),
+                Some(order.id),
+                Some(order.clone()),
+            ),
+        };
+        lookups.push(lookup.clone());
+        lookups.push(lookup);
+    }
+    lookups.push(("pi_nobody".into(), None, None));
+    lookups.push(("pi_nobody".into(), Some(OrderId::new(-7)), None));
+    let before = h
+        .database
+        .order_lookup_batches()
+        .map(|stats| stats.snapshot());
+
+    let start = Arc::new(Barrier::new(lookups.len()));
+    let asked: Vec<_> = lookups
+        .iter()
+        .cloned()
+        .map(|(intent, fallback, expected)| {
+            let (orders, start) = (h.repos.orders.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let found = orders
+                    .find_by_payment_intent_or_id(&intent, fallback)
+                    .await
+                    .unwrap();
+                (intent, found, expected)
+            })
+        })
+        .collect();
+    for answer in asked {
+        let (intent, found, expected) = answer.await.unwrap();
+        assert_eq!(found, expected, "look-up of {intent}");
+    }
+
+    if let (Some((batches_before, lookups_before)), Some(stats)) =
+        (before, h.database.order_lookup_batches())
+    {
+        let (batches, asked) = stats.snapshot();
+        let (batches, asked) = (batches - batches_before, asked - lookups_before);
+        assert_eq!(asked, lookups.len() as u64);
+        assert!(
+            batches < asked,
+            "{asked} concurrent look-ups took {batches} queries: none were grouped"
+        );
+    }
 }
 
 async fn list_for_user_is_own_orders_newest_first(backend: Backend) {

@@ -21,6 +21,8 @@ use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
 
+mod event_statement;
+
 pub(super) async fn open(
     url: &SecretString,
     options: PoolOptions,
@@ -50,7 +52,11 @@ pub(super) async fn open(
     let shelf = (event_writers + order_writers).min(options.max_connections as usize / 2);
     let kept = Arc::new(KeptConnections::new(pool.clone(), shelf));
     Ok(SqlStore {
-        events: EventWriter::spawn(EventBatches(kept.clone()), event_writers, EVENTS),
+        events: EventWriter::spawn(
+            event_statement::EventStatements(kept.clone()),
+            event_writers,
+            EVENTS,
+        ),
         order_writes: OrderWriter::spawn(OrderBatches(kept.clone()), order_writers, ORDER_WRITES),
         order_lookups: Some(OrderLookups::spawn(
             OrderLookupBatches(pool.clone()),

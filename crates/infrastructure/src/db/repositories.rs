@@ -836,7 +836,10 @@ macro_rules! sql_repositories {
             Ok(update.fetch_all(&mut **tx).await?.into_iter().collect())
         }
 
-        /// The writer pool as the group-commit task's database.
+        /// The writer pool as the group-commit task's database (SQLite's;
+        /// PostgreSQL writes the common batch in one statement, see
+        /// `postgres/event_statement.rs`).
+        #[allow(dead_code)]
         pub(crate) struct EventBatches(pub(crate) std::sync::Arc<$crate::db::kept::KeptConnections<$db>>);
 
         #[async_trait]

@@ -303,8 +303,14 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
 
 /// `($1, …, $columns), ($columns+1, …), …` for a multi-row `VALUES`.
 pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    value_rows_from(1, rows, columns)
+}
+
+/// [`value_rows`] numbered from `$start`, for a second `VALUES` list in
+/// the same statement.
+pub(crate) fn value_rows_from(start: usize, rows: usize, columns: usize) -> String {
     (0..rows)
-        .map(|row| format!("({})", placeholders(1 + row * columns, columns)))
+        .map(|row| format!("({})", placeholders(start + row * columns, columns)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -321,5 +327,6 @@ mod tests {
     fn value_rows_number_every_parameter_once() {
         assert_eq!(super::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::value_rows(1, 1), "($1)");
+        assert_eq!(super::value_rows_from(7, 2, 2), "($7, $8), ($9, $10)");
     }
 }

@@ -56,8 +56,8 @@ impl<DB: sqlx::Database> KeptConnections<DB> {
         }
     }
 
-    /// Returns every kept connection to the pool (before the pool closes,
-    /// which waits for all of them).
+    /// Returns every kept connection to the pool, which closes them once
+    /// it is closing.
     pub(crate) fn release_all(&self) {
         self.lock().clear();
     }

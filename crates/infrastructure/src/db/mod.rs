@@ -140,8 +140,10 @@ impl Database {
                 s.writer.close().await;
             }
             Self::Postgres(s) => {
-                // The pool waits for every connection out of it: closing
-                // first makes the writers give theirs back, not keep them.
+                // Closing the pool closes what comes back to it: the
+                // writers' shelf gives its connections back (after the pool
+                // is marked closed, so none is kept again), or they would
+                // stay open on the server until the process ends.
                 let closing = s.writer.close();
                 s.kept.release_all();
                 closing.await;

@@ -135,6 +135,26 @@ impl Harness {
         }
     }
 
+    /// PostgreSQL: how many other connections the server holds open to
+    /// this test's database (`None` on SQLite, which has no server).
+    pub async fn other_server_connections(&self) -> Option<i64> {
+        let DatabaseUrl::Postgres(_) = &self.url else {
+            return None;
+        };
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&self.raw_url)
+            .await
+            .unwrap();
+        let count = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        sqlx::Connection::close(connection).await.ok();
+        Some(count)
+    }
+
     /// Registers a user with `email` (the name is derived from it).
     pub async fn user(&self, email: &str) -> User {
         self.repos

@@ -14,7 +14,7 @@ use tokio::sync::Barrier;
 use crate::{day, new_order, t0, Harness, TEA_CATALOG};
 
 backend_tests! {
-    single: [],
+    single: [closing_takes_back_the_connections_writers_keep],
     multi: [
         concurrent_events_share_commits_and_each_applies_once,
         deliveries_of_one_event_at_once_record_it_once,
@@ -391,4 +391,56 @@ async fn concurrent_batches_keep_each_event_once(backend: Backend) {
         }
     }
     assert_eq!(pending_outbox(&h).await, paid_orders);
+}
+
+/// The group-commit writers keep a connection between batches (on
+/// PostgreSQL): closing the database must still close every one of them,
+/// not leave them open on the server until the process ends.
+async fn closing_takes_back_the_connections_writers_keep(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let orders = awaiting_orders(&h, 4).await;
+    let writes = orders
+        .iter()
+        .enumerate()
+        .map(|(n, order)| paying(&format!("evt_close_{n}"), order))
+        .collect();
+    for (result, _) in record_all(&h, writes).await {
+        assert_eq!(result.unwrap(), EventRecorded::Recorded);
+    }
+    // The lease writer keeps one too.
+    let paid = h
+        .repos
+        .orders
+        .find_by_id(orders[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    h.repos
+        .orders
+        .claim_payment_lease(
+            &paid,
+            "closing",
+            Utc::now(),
+            Utc::now() + Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    if let Some(open) = h.other_server_connections().await {
+        assert!(open >= 1, "the writers keep connections: {open} open");
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), h.database.close())
+        .await
+        .expect("the database closes");
+    // The server ends a backend shortly after its client said goodbye.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Some(open) = h.other_server_connections().await {
+        if open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} connections still open after the database closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -3,6 +3,28 @@
 //! compiled for each database by [`sql_repositories!`]. Where the two really
 //! differ, each backend module says so.
 
+/// Binds a `WebhookEventRecord`'s nine columns to any sqlx query, in the
+/// order `webhook_events`' inserts name them: `id, type, created,
+/// received_at, outcome, detail, order_id, payment_intent_id, payload`.
+/// (A macro: sqlx's query types share no trait for `bind`.)
+macro_rules! bind_event {
+    ($query:expr, $event:expr) => {{
+        let event: &domain::ports::WebhookEventRecord = $event;
+        $query
+            .bind(&event.id)
+            .bind(&event.kind)
+            .bind(event.created)
+            .bind(event.received_at)
+            .bind(&event.outcome)
+            .bind(event.detail.as_deref())
+            .bind(event.order_id.map(|id| id.get()))
+            .bind(event.payment_intent_id.as_deref())
+            .bind(&event.payload)
+    }};
+}
+
+pub(crate) use bind_event;
+
 /// Implements every repository port for `SqlStore<$db>`.
 macro_rules! sql_repositories {
     ($db:ty) => {
@@ -665,25 +687,6 @@ macro_rules! sql_repositories {
             payload: String,
         }
 
-        type EventInsert<'q> =
-            sqlx::query::QueryScalar<'q, $db, String, <$db as sqlx::Database>::Arguments<'q>>;
-
-        /// Binds `event`'s nine columns, in the order `webhook_events`'
-        /// inserts name them: `id, type, created, received_at, outcome,
-        /// detail, order_id, payment_intent_id, payload`.
-        fn bind_event<'q>(insert: EventInsert<'q>, event: &'q WebhookEventRecord) -> EventInsert<'q> {
-            insert
-                .bind(&event.id)
-                .bind(&event.kind)
-                .bind(event.created)
-                .bind(event.received_at)
-                .bind(&event.outcome)
-                .bind(event.detail.as_deref())
-                .bind(event.order_id.map(|id| id.get()))
-                .bind(event.payment_intent_id.as_deref())
-                .bind(&event.payload)
-        }
-
         /// Writes a batch of events inside one transaction, in a fixed
         /// number of statements (one per order to save, plus at most
         /// three), each event all or nothing: a known id writes nothing
@@ -711,7 +714,7 @@ macro_rules! sql_repositories {
             by_id.sort_by(|a, b| a.event.id.cmp(&b.event.id));
             let mut insert = sqlx::query_scalar::<_, String>(&sql);
             for write in by_id {
-                insert = bind_event(insert, &write.event);
+                insert = $crate::db::repositories::bind_event!(insert, &write.event);
             }
             let mut inserted: HashSet<String> = insert.fetch_all(&mut **tx).await?.into_iter().collect();
             // An id inserted now belongs to its first write in the batch;
@@ -940,7 +943,7 @@ macro_rules! sql_repositories {
                      ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, \
                      order_id = excluded.order_id RETURNING id",
                 );
-                bind_event(replace, event)
+                $crate::db::repositories::bind_event!(replace, event)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_error)?;

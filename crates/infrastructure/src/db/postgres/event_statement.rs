@@ -36,6 +36,7 @@ use sqlx::{PgConnection, Postgres};
 
 use crate::db::group_commit::BatchSink;
 use crate::db::kept::KeptConnections;
+use crate::db::repositories::bind_event;
 use crate::db::rows::{value_rows, value_rows_from};
 use crate::db::writes::EventWrite;
 
@@ -129,18 +130,7 @@ async fn write_in_one_statement(
     let mut query = sqlx::query_as::<_, (i64, bool, i32)>(&sql);
     for &index in firsts {
         let write = &writes[index];
-        let event = &write.event;
-        query = query
-            .bind(index as i64)
-            .bind(&event.id)
-            .bind(&event.kind)
-            .bind(event.created)
-            .bind(event.received_at)
-            .bind(&event.outcome)
-            .bind(event.detail.as_deref())
-            .bind(event.order_id.map(|id| id.get()))
-            .bind(event.payment_intent_id.as_deref())
-            .bind(&event.payload);
+        query = bind_event!(query.bind(index as i64), &write.event);
         let order = write.order.as_ref();
         let state = order.map(|order| order.state());
         let (error_code, error_message) = state.map_or((None, None), super::payment_error_columns);

@@ -808,15 +808,9 @@ macro_rules! sql_repositories {
                 "WITH v (id, version, status, payment_intent_id, paid_at, cancelled_at, \
                  cancel_reason, refunded_amount, last_payment_error_code, \
                  last_payment_error_message, updated_at, payment_attempts) AS (VALUES {}) \
-                 UPDATE orders SET status = v.status, payment_intent_id = v.payment_intent_id, \
-                 paid_at = v.paid_at, cancelled_at = v.cancelled_at, cancel_reason = v.cancel_reason, \
-                 refunded_amount = v.refunded_amount, \
-                 last_payment_error_code = v.last_payment_error_code, \
-                 last_payment_error_message = v.last_payment_error_message, \
-                 updated_at = v.updated_at, payment_attempts = v.payment_attempts, \
-                 version = orders.version + 1 \
-                 FROM v WHERE orders.id = v.id AND orders.version = v.version RETURNING orders.id",
-                value_rows(orders.len(), 12)
+                 {} FROM v WHERE orders.id = v.id AND orders.version = v.version RETURNING orders.id",
+                value_rows(orders.len(), 12),
+                $crate::db::rows::SAVE_ORDERS_FROM_V
             );
             let mut update = sqlx::query_scalar::<_, i64>(&sql);
             for (write, order) in orders {

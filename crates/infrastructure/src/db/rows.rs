@@ -133,6 +133,18 @@ pub(crate) const ORDER_COLUMNS: &str = "id, user_id, order_number, status, curre
      tax, shipping_fee, total, notes, payment_intent_id, payment_attempts, paid_at, cancelled_at, cancel_reason, \
      refunded_amount, last_payment_error_code, last_payment_error_message, created_at, version";
 
+/// `UPDATE orders SET …` from a `VALUES` list named `v` that has the
+/// order state's columns under their own names, bumping the version;
+/// callers add `FROM v WHERE …` (matching `orders.version = v.version`).
+pub(crate) const SAVE_ORDERS_FROM_V: &str = "UPDATE orders SET status = v.status, \
+     payment_intent_id = v.payment_intent_id, paid_at = v.paid_at, \
+     cancelled_at = v.cancelled_at, cancel_reason = v.cancel_reason, \
+     refunded_amount = v.refunded_amount, \
+     last_payment_error_code = v.last_payment_error_code, \
+     last_payment_error_message = v.last_payment_error_message, \
+     updated_at = v.updated_at, payment_attempts = v.payment_attempts, \
+     version = orders.version + 1";
+
 /// The columns of an order read together with its lines (`o` the order,
 /// `i` its lines), in the positions [`super::inline_reads`] reads them by.
 macro_rules! order_line_columns {

@@ -37,7 +37,7 @@ use sqlx::{PgConnection, Postgres};
 use crate::db::group_commit::BatchSink;
 use crate::db::kept::KeptConnections;
 use crate::db::repositories::bind_event;
-use crate::db::rows::{value_rows, value_rows_from};
+use crate::db::rows::{value_rows, value_rows_from, SAVE_ORDERS_FROM_V};
 use crate::db::writes::EventWrite;
 
 /// The SQLSTATE of the division by zero that aborts the statement.
@@ -199,14 +199,7 @@ fn statement(events: usize, messages: usize) -> String {
          event_payment_intent_id, payload, order_id, version, status, payment_intent_id, paid_at, \
          cancelled_at, cancel_reason, refunded_amount, last_payment_error_code, \
          last_payment_error_message, updated_at, payment_attempts) AS (VALUES {}), \
-         saved AS (UPDATE orders SET status = v.status, payment_intent_id = v.payment_intent_id, \
-         paid_at = v.paid_at, cancelled_at = v.cancelled_at, cancel_reason = v.cancel_reason, \
-         refunded_amount = v.refunded_amount, \
-         last_payment_error_code = v.last_payment_error_code, \
-         last_payment_error_message = v.last_payment_error_message, \
-         updated_at = v.updated_at, payment_attempts = v.payment_attempts, \
-         version = orders.version + 1 \
-         FROM v WHERE orders.id = v.order_id AND orders.version = v.version \
+         saved AS ({SAVE_ORDERS_FROM_V} FROM v WHERE orders.id = v.order_id AND orders.version = v.version \
          AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = v.event_id) \
          RETURNING v.event_id), \
          inserted AS (INSERT INTO webhook_events (id, type, created, received_at, outcome, detail, \

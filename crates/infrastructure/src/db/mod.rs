@@ -40,6 +40,8 @@ pub struct SqlStore<DB: sqlx::Database> {
     /// PostgreSQL: webhooks' order look-ups, batched like the writes;
     /// `None` on SQLite, whose reads are in-process.
     pub(crate) order_lookups: Option<writes::OrderLookups>,
+    /// PostgreSQL: the look-ups' own connections, when they have them.
+    pub(crate) lookup_pool: Option<sqlx::Pool<DB>>,
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> RepositoryError {
@@ -126,6 +128,17 @@ impl Database {
         }
     }
 
+    /// PostgreSQL with the look-ups' own connections: how many times their
+    /// look-up ran on a generic plan and how many times it was planned
+    /// afresh, summed over the idle connections (for tests).
+    #[doc(hidden)]
+    pub async fn order_lookup_plans(&self) -> Option<(i64, i64)> {
+        let Self::Postgres(store) = self else {
+            return None;
+        };
+        postgres::lookup_plans(store.lookup_pool.as_ref()?).await
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
@@ -147,6 +160,9 @@ impl Database {
                 let closing = s.writer.close();
                 s.kept.release_all();
                 closing.await;
+                if let Some(lookups) = &s.lookup_pool {
+                    lookups.close().await;
+                }
             }
         }
     }

@@ -57,6 +57,7 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         inline,
         kept,
         order_lookups: None,
+        lookup_pool: None,
     })
 }
 

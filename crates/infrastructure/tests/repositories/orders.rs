@@ -17,6 +17,7 @@ backend_tests! {
         unknown_order_is_none,
         an_intent_finds_its_order_by_its_id_before_the_fallback,
         concurrent_intent_lookups_each_find_their_own_order,
+        lookups_are_planned_once,
         list_for_user_is_own_orders_newest_first,
         save_state_persists_every_field,
         save_state_with_stale_status_is_conflict,
@@ -335,6 +336,47 @@ async fn concurrent_intent_lookups_each_find_their_own_order(backend: Backend) {
             batches < asked,
             "{asked} concurrent look-ups took {batches} queries: none were grouped"
         );
+    }
+}
+
+/// PostgreSQL plans the webhooks' look-up once per connection, not on
+/// every run (a custom plan cost more than running it); SQLite reads
+/// in-process and plans nothing here.
+async fn lookups_are_planned_once(backend: Backend) {
+    // More runs than the five custom plans PostgreSQL makes by default
+    // before it may try the generic one.
+    const RUNS: i64 = 8;
+    let h = Harness::new(backend).await;
+    let user = h.user("planned@example.jp").await;
+    let products = h.catalog(TEA_CATALOG).await;
+    let mut order = h
+        .repos
+        .orders
+        .insert(
+            new_order(user.id, &[(&products[0], 1)], None),
+            day(2024, 11, 24),
+            t0(),
+        )
+        .await
+        .unwrap();
+    order.begin_payment("pi_planned".into()).unwrap();
+    h.repos.orders.save_state(&mut order, t0()).await.unwrap();
+    for _ in 0..RUNS {
+        let found = h
+            .repos
+            .orders
+            .find_by_payment_intent_or_id("pi_planned", None)
+            .await
+            .unwrap();
+        assert_eq!(found.map(|o| o.id), Some(order.id));
+    }
+
+    match h.database.order_lookup_plans().await {
+        Some((generic, custom)) => {
+            assert_eq!(custom, 0, "the look-up was planned afresh {custom} times");
+            assert!(generic >= RUNS, "{generic} generic runs of {RUNS}");
+        }
+        None => assert_eq!(h.database.backend(), "sqlite"),
     }
 }
 

@@ -130,7 +130,8 @@ impl Database {
 
     /// PostgreSQL with the look-ups' own connections: how many times their
     /// look-up ran on a generic plan and how many times it was planned
-    /// afresh, summed over the idle connections (for tests).
+    /// afresh, summed over their connections (for tests; waits until
+    /// none is in use).
     #[doc(hidden)]
     pub async fn order_lookup_plans(&self) -> Option<(i64, i64)> {
         let Self::Postgres(store) = self else {

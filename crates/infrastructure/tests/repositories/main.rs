@@ -107,6 +107,14 @@ impl Harness {
         }
     }
 
+    /// A second kessai instance on the same database: its own pools and
+    /// writers. Close it before the harness goes.
+    pub async fn another_instance(&self) -> Database {
+        Database::connect(&self.url, PoolOptions { max_connections: 5 })
+            .await
+            .expect("connect a second instance")
+    }
+
     /// `(id, active)` of the product row with `sku`, read behind the ports'
     /// back: the ports cannot see inactive products, which must still exist.
     pub async fn product_row(&self, sku: &str) -> Option<(i64, bool)> {

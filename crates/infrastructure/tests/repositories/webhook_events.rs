@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use application::Repositories;
 use chrono::{Duration, Utc};
 use domain::ports::{EventRecorded, OutboxMessage, WebhookEventRecord};
 use domain::{Order, OrderId, OrderStatus, RepositoryError};
@@ -23,9 +24,6 @@ backend_tests! {
         concurrent_batches_keep_each_event_once,
     ],
 }
-
-/// With a pool of 12, PostgreSQL commits up to four batches at once.
-const POOL_FOR_CONCURRENT_BATCHES: u32 = 12;
 
 fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
     WebhookEventRecord {
@@ -111,11 +109,21 @@ async fn record_all(
     h: &Harness,
     writes: Vec<Write>,
 ) -> Vec<(Result<EventRecorded, RepositoryError>, Option<Order>)> {
+    record_across(&[&h.repos], writes).await
+}
+
+/// Records `writes` all at once, the n-th through `instances[n % len]`.
+async fn record_across(
+    instances: &[&Repositories],
+    writes: Vec<Write>,
+) -> Vec<(Result<EventRecorded, RepositoryError>, Option<Order>)> {
     let start = Arc::new(Barrier::new(writes.len()));
     let tasks: Vec<_> = writes
         .into_iter()
-        .map(|(event, mut order, outbox)| {
-            let (events, start) = (h.repos.webhook_events.clone(), start.clone());
+        .enumerate()
+        .map(|(n, (event, mut order, outbox))| {
+            let events = instances[n % instances.len()].webhook_events.clone();
+            let start = start.clone();
             tokio::spawn(async move {
                 start.wait().await;
                 let result = events
@@ -321,13 +329,20 @@ async fn one_failing_event_does_not_fail_the_others(backend: Backend) {
     );
 }
 
-/// Several batches committing at once (PostgreSQL): every order gets a
-/// payment and a failure decided from the same read, each event delivered
-/// three times, all at once. Per order exactly one event lands, once.
+/// Batches of four instances committing at once (each instance has one
+/// event writer): every order gets a payment and a failure decided from
+/// the same read, each event delivered three times, all at once, spread
+/// over the instances. Per order exactly one event lands, once.
 async fn concurrent_batches_keep_each_event_once(backend: Backend) {
     const ORDERS: usize = 12;
     const COPIES: usize = 3;
-    let h = Harness::with_pool(backend, POOL_FOR_CONCURRENT_BATCHES).await;
+    let h = Harness::new(backend).await;
+    let others = [
+        h.another_instance().await,
+        h.another_instance().await,
+        h.another_instance().await,
+    ];
+    let others: Vec<_> = others.iter().map(|db| (db, db.repositories())).collect();
     let orders = awaiting_orders(&h, ORDERS).await;
     let mut writes = Vec::new();
     for (n, order) in orders.iter().enumerate() {
@@ -342,7 +357,12 @@ async fn concurrent_batches_keep_each_event_once(backend: Backend) {
         }
     }
 
-    let results = record_all(&h, writes).await;
+    let mut instances = vec![&h.repos];
+    instances.extend(others.iter().map(|(_, repos)| repos));
+    let results = record_across(&instances, writes).await;
+    for (db, _) in &others {
+        db.close().await;
+    }
 
     let recorded = results
         .iter()

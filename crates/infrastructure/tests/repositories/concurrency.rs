@@ -249,20 +249,9 @@ async fn concurrent_registrations_of_one_email_have_one_winner(backend: Backend)
 /// both win, also when neither changes the status.
 async fn concurrent_same_status_writes_have_one_winner(backend: Backend) {
     let h = Harness::new(backend).await;
-    let user = h.user("same-status@example.jp").await;
-    let products = h.catalog(TEA_CATALOG).await;
-    let mut order = h
-        .repos
-        .orders
-        .insert(
-            new_order(user.id, &[(&products[0], 1)], None),
-            day(2024, 11, 24),
-            t0(),
-        )
-        .await
-        .unwrap();
-    order.begin_payment("pi_first".into()).unwrap();
-    h.repos.orders.save_state(&mut order, t0()).await.unwrap();
+    let order = h
+        .order_paying_with("same-status@example.jp", "pi_first")
+        .await;
 
     // Checkout retry replaces the PaymentIntent while the webhook for the
     // first one records its failure (from the copy it read before).

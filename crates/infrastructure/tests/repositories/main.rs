@@ -9,8 +9,8 @@
 use application::Repositories;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use domain::{
-    Currency, DisplayName, Email, Money, NewOrder, NewOrderLine, NewProduct, NewUser, PasswordHash,
-    Product, Quantity, Sku, User, UserId,
+    Currency, DisplayName, Email, Money, NewOrder, NewOrderLine, NewProduct, NewUser, Order,
+    PasswordHash, Product, Quantity, Sku, User, UserId,
 };
 use infrastructure::config::DatabaseUrl;
 use infrastructure::db::{Database, PoolOptions};
@@ -189,6 +189,30 @@ impl Harness {
             .list_active()
             .await
             .expect("list active")
+    }
+
+    /// A new user's order of one tea (the catalog is set to
+    /// [`TEA_CATALOG`]), its PaymentIntent `intent` recorded.
+    pub async fn order_paying_with(&self, email: &str, intent: &str) -> Order {
+        let user = self.user(email).await;
+        let products = self.catalog(TEA_CATALOG).await;
+        let mut order = self
+            .repos
+            .orders
+            .insert(
+                new_order(user.id, &[(&products[0], 1)], None),
+                day(2024, 11, 24),
+                t0(),
+            )
+            .await
+            .expect("insert order");
+        order.begin_payment(intent.into()).expect("begin payment");
+        self.repos
+            .orders
+            .save_state(&mut order, t0())
+            .await
+            .expect("record the intent");
+        order
     }
 }
 

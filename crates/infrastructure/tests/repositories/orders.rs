@@ -347,20 +347,9 @@ async fn lookups_are_planned_once(backend: Backend) {
     // before it may try the generic one.
     const RUNS: i64 = 8;
     let h = Harness::new(backend).await;
-    let user = h.user("planned@example.jp").await;
-    let products = h.catalog(TEA_CATALOG).await;
-    let mut order = h
-        .repos
-        .orders
-        .insert(
-            new_order(user.id, &[(&products[0], 1)], None),
-            day(2024, 11, 24),
-            t0(),
-        )
-        .await
-        .unwrap();
-    order.begin_payment("pi_planned".into()).unwrap();
-    h.repos.orders.save_state(&mut order, t0()).await.unwrap();
+    let order = h
+        .order_paying_with("planned@example.jp", "pi_planned")
+        .await;
     for _ in 0..RUNS {
         let found = h
             .repos

@@ -30,35 +30,21 @@ pub(super) async fn open(
     // The URL may hold a password: errors below never include it.
     let connect = PgConnectOptions::from_str(url.expose_secret())
         .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?;
-    // No ping before handing out a connection (sqlx's default): it is a
-    // round trip of its own before every query and every transaction, on
-    // the hot paths a third or more of the round trips. A connection that
-    // died while idle fails the one statement that uses it; sqlx then
-    // drops it and the next acquire opens a new one. Webhooks are retried
-    // by Stripe and the other writes are conditional, so that one failure
-    // loses nothing. `idle_timeout` keeps idle connections from going stale
-    // behind a proxy or firewall in the first place.
     // The look-ups' connections come out of the same budget.
     let lookup_connections = lookup_connections(options);
-    let pool = PgPoolOptions::new()
-        .max_connections(options.max_connections - lookup_connections)
-        .test_before_acquire(false)
-        .idle_timeout(Duration::from_secs(60))
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect.clone())
-        .await
-        .context("cannot connect to PostgreSQL")?;
+    let pool = pool_of(
+        options.max_connections - lookup_connections,
+        connect.clone(),
+    )
+    .await?;
     let lookup_pool = match lookup_connections {
         0 => None,
         n => Some(
-            PgPoolOptions::new()
-                .max_connections(n)
-                .test_before_acquire(false)
-                .idle_timeout(Duration::from_secs(60))
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(connect.options([("plan_cache_mode", "force_generic_plan")]))
-                .await
-                .context("cannot connect to PostgreSQL")?,
+            pool_of(
+                n,
+                connect.options([("plan_cache_mode", "force_generic_plan")]),
+            )
+            .await?,
         ),
     };
     let order_writers = order_writers(options);
@@ -85,6 +71,26 @@ pub(super) async fn open(
         inline: None,
         kept,
     })
+}
+
+/// A pool of `max` connections with kessai's settings.
+async fn pool_of(max: u32, connect: PgConnectOptions) -> anyhow::Result<sqlx::PgPool> {
+    // No ping before handing out a connection (sqlx's default): it is a
+    // round trip of its own before every query and every transaction, on
+    // the hot paths a third or more of the round trips. A connection that
+    // died while idle fails the one statement that uses it; sqlx then
+    // drops it and the next acquire opens a new one. Webhooks are retried
+    // by Stripe and the other writes are conditional, so that one failure
+    // loses nothing. `idle_timeout` keeps idle connections from going stale
+    // behind a proxy or firewall in the first place.
+    PgPoolOptions::new()
+        .max_connections(max)
+        .test_before_acquire(false)
+        .idle_timeout(Duration::from_secs(60))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect)
+        .await
+        .context("cannot connect to PostgreSQL")
 }
 
 /// Tasks running batched order look-ups: two, so one batch's round trip
@@ -117,10 +123,10 @@ fn lookup_tasks(options: PoolOptions) -> usize {
 /// `webhook_events` was still small, it hashed a sequential scan of that
 /// table, which grew under it (measured: a third of PostgreSQL's CPU).
 fn lookup_connections(options: PoolOptions) -> u32 {
-    match options.max_connections {
-        0..=1 => 0,
-        2..=3 => 1,
-        _ => 2,
+    if options.max_connections <= 1 {
+        0
+    } else {
+        lookup_tasks(options) as u32
     }
 }
 

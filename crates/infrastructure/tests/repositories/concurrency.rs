@@ -166,16 +166,7 @@ async fn concurrent_transitions_have_one_winner(backend: Backend) {
     let mut wins = [0_usize; 2];
 
     for round in 0..ROUNDS {
-        let mut order = h
-            .repos
-            .orders
-            .insert(
-                new_order(user.id, &[(&products[0], 1)], None),
-                day(2024, 11, 24),
-                t0(),
-            )
-            .await
-            .unwrap();
+        let mut order = h.order_of_one(user.id, &products[0]).await;
         let at = t0() + Duration::seconds(i64::try_from(round).unwrap());
 
         // Even rounds: the customer cancels while the payment succeeds.

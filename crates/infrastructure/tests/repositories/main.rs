@@ -191,21 +191,25 @@ impl Harness {
             .expect("list active")
     }
 
+    /// `user`'s order of one `product`, placed on 2024-11-24 at [`t0`].
+    pub async fn order_of_one(&self, user: UserId, product: &Product) -> Order {
+        self.repos
+            .orders
+            .insert(
+                new_order(user, &[(product, 1)], None),
+                day(2024, 11, 24),
+                t0(),
+            )
+            .await
+            .expect("insert order")
+    }
+
     /// A new user's order of one tea (the catalog is set to
     /// [`TEA_CATALOG`]), its PaymentIntent `intent` recorded.
     pub async fn order_paying_with(&self, email: &str, intent: &str) -> Order {
         let user = self.user(email).await;
         let products = self.catalog(TEA_CATALOG).await;
-        let mut order = self
-            .repos
-            .orders
-            .insert(
-                new_order(user.id, &[(&products[0], 1)], None),
-                day(2024, 11, 24),
-                t0(),
-            )
-            .await
-            .expect("insert order");
+        let mut order = self.order_of_one(user.id, &products[0]).await;
         order.begin_payment(intent.into()).expect("begin payment");
         self.repos
             .orders

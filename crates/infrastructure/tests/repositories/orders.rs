@@ -811,17 +811,7 @@ async fn concurrent_checkouts_share_commits_and_one_caller_leases_each_order(bac
     let products = h.catalog(TEA_CATALOG).await;
     let mut placed = Vec::new();
     for _ in 0..ORDERS {
-        let order = h
-            .repos
-            .orders
-            .insert(
-                new_order(user.id, &[(&products[0], 1)], None),
-                day(2024, 11, 24),
-                t0(),
-            )
-            .await
-            .unwrap();
-        placed.push(order);
+        placed.push(h.order_of_one(user.id, &products[0]).await);
     }
     let (batches_before, writes_before) = h.database.order_write_batches().snapshot();
     let until = t0() + Duration::seconds(120);

@@ -385,6 +385,10 @@ scenario() { # backend standin scenario kind file conns [tag]
     local backend=$1 standin=$2 name=$3 kind=$4 file=$5 conns=$6 tag=${7:-}
     local labels=(--label "backend=$backend" --label "standin=$standin" --label "scenario=$name")
     [[ -n $tag ]] && labels+=(--label "tag=$tag")
+    # Each scenario measures itself, not the cleanup of the one before
+    # (on PostgreSQL: VACUUM ANALYZE, CHECKPOINT, autovacuum finished).
+    "$bench" settle --db "$kessai_db" --records "$records" "${labels[@]}" \
+        --label "conns=$conns" >/dev/null
     # Pools are used once: each webhook event is delivered once, each
     # order's first intent call is a creation.
     if [[ $file == */pool-* || $file == */events-* ]]; then

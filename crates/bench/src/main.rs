@@ -13,6 +13,7 @@ mod floors;
 mod prepare;
 mod readiness;
 mod report;
+mod settle;
 mod webhooks;
 mod wrk;
 
@@ -49,6 +50,8 @@ enum Command {
     CheckWebhooks(check::CheckArgs),
     /// Give a throwaway PostgreSQL its default durability back.
     PgDurable(check::PgDurableArgs),
+    /// Between scenarios: vacuum and checkpoint, wait for autovacuum.
+    Settle(settle::SettleArgs),
     /// Read the records of a run, print the table, write the results file.
     Report(report::ReportArgs),
     /// Print a free TCP port on 127.0.0.1.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Readiness(args) => readiness::run(args).await,
             Command::CheckWebhooks(args) => check::webhooks(args).await,
             Command::PgDurable(args) => check::pg_durable(args).await,
+            Command::Settle(args) => settle::run(args).await,
             Command::Report(args) => report::run(args),
             Command::FreePort => free_port(),
         }

@@ -428,6 +428,25 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             s(&r["rps"])
         );
     }
+    for r in of_type("settle") {
+        let found = if r["backend"] == "postgres" {
+            format!(
+                "{} dead rows, {} autovacuum worker(s) running",
+                s(&r["dead_rows_before"]),
+                s(&r["autovacuum_workers_before"])
+            )
+        } else {
+            format!("{} WAL frames", s(&r["wal_frames"]))
+        };
+        println!(
+            "settled before {}/{} {} c{}: {found}; took {} ms",
+            s(&r["backend"]),
+            s(&r["standin"]),
+            s(&r["scenario"]),
+            s(&r["conns"]),
+            s(&r["took_ms"])
+        );
+    }
     for c in of_type("check") {
         println!(
             "check {} {} ({}): {} — {} answered 2xx, {} sent, {} applied, {} orders paid{}",

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{
-    Email, NewOrder, NewProduct, NewUser, Order, OrderId, Product, ProductId, RepositoryError,
-    Session, SessionId, User, UserId,
+    Email, Money, NewOrder, NewProduct, NewUser, Order, OrderId, OrderStatus, Product, ProductId,
+    RepositoryError, Session, SessionId, User, UserId,
 };
 
 pub type RepoResult<T> = Result<T, RepositoryError>;
@@ -181,6 +181,30 @@ pub enum EventRecorded {
     Duplicate,
 }
 
+/// A payment to record without reading its order first: the common
+/// webhook, an order awaiting payment through this very PaymentIntent, for
+/// exactly its total. See [`WebhookEventRepository::record_expected_payment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedPayment {
+    pub order_id: OrderId,
+    pub payment_intent_id: String,
+    /// The amount and currency the PaymentIntent charged.
+    pub charged: Money,
+    pub paid_at: DateTime<Utc>,
+}
+
+impl ExpectedPayment {
+    /// Whether `order` is in the state this payment expects: awaiting
+    /// payment through this PaymentIntent, with this total. The adapters'
+    /// conditional writes test exactly this, in storage.
+    pub fn is_expected_by(&self, order: &Order) -> bool {
+        order.id == self.order_id
+            && order.status() == OrderStatus::AwaitingPayment
+            && order.state().payment_intent_id.as_deref() == Some(self.payment_intent_id.as_str())
+            && order.total() == self.charged
+    }
+}
+
 #[async_trait]
 pub trait WebhookEventRepository: Send + Sync {
     async fn find(&self, id: &str) -> RepoResult<Option<WebhookEventRecord>>;
@@ -197,6 +221,28 @@ pub trait WebhookEventRepository: Send + Sync {
         outbox: &[OutboxMessage],
         now: DateTime<Utc>,
     ) -> RepoResult<EventRecorded>;
+
+    /// Records `event` and marks its order paid, in one durable write,
+    /// **only if** the order is as `payment` expects
+    /// ([`ExpectedPayment::is_expected_by`], tested in storage, not on a
+    /// copy read before): its status becomes `paid`, `paid_at` is set, the
+    /// last payment error cleared, its version advanced, and `outbox` is
+    /// queued. A known event id writes nothing (`Some(Duplicate)`).
+    ///
+    /// `None` means nothing was written: the order is not as expected, or
+    /// the adapter declined (it may, for any batch it cannot write this
+    /// way). The caller then reads the order and decides as for any
+    /// event. The default declines every time: an adapter whose reads
+    /// are cheap gains nothing from skipping one.
+    async fn record_expected_payment(
+        &self,
+        _event: &WebhookEventRecord,
+        _payment: &ExpectedPayment,
+        _outbox: &[OutboxMessage],
+        _now: DateTime<Utc>,
+    ) -> RepoResult<Option<EventRecorded>> {
+        Ok(None)
+    }
 
     /// Like [`Self::record`] for an event being replayed: overwrites the
     /// stored outcome instead of refusing the known id.

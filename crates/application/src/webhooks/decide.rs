@@ -1,7 +1,8 @@
 //! What an event means for an order, decided in memory from the order as
 //! read; `receive` stores the decision atomically with the event id.
 
-use domain::ports::OutboxMessage;
+use chrono::{DateTime, Utc};
+use domain::ports::{ExpectedPayment, OutboxMessage, WebhookEventRecord};
 use domain::{Money, Order, OrderStatus, PaymentFailure};
 
 use super::{Outcome, WebhookService};
@@ -51,6 +52,66 @@ impl Decision {
         });
         self
     }
+
+    /// The event as stored with this decision.
+    pub(super) fn record(
+        &self,
+        event: &ProviderEvent,
+        payload: String,
+        received_at: DateTime<Utc>,
+    ) -> WebhookEventRecord {
+        WebhookEventRecord {
+            id: event.id.clone(),
+            kind: event.kind.clone(),
+            created: event.created,
+            received_at,
+            outcome: self.outcome.as_str().to_string(),
+            detail: self.detail.clone(),
+            order_id: self.order_id,
+            payment_intent_id: self.payment_intent_id.clone(),
+            payload,
+        }
+    }
+}
+
+/// The common webhook, decided before its order is read: a succeeded
+/// PaymentIntent naming its order (`metadata.order_id`, which kessai puts
+/// on every intent), and what to record if storage finds that order
+/// awaiting exactly this payment ([`ExpectedPayment::is_expected_by`]).
+/// For every such order [`settle_success`] says `Paid` and leaves the
+/// state storage writes (`expected_payments_settle_as_decided` holds the
+/// two together), so the decision is the one [`WebhookService::decide`]
+/// would make; for any other order storage writes nothing.
+pub(super) fn expected_payment(
+    event: &ProviderEvent,
+    paid_at: DateTime<Utc>,
+) -> Option<(ExpectedPayment, Decision)> {
+    let EventObject::PaymentIntent(intent) = &event.object else {
+        return None;
+    };
+    if event.kind != "payment_intent.succeeded" || intent.status != PaymentIntentStatus::Succeeded {
+        return None;
+    }
+    let order_id = domain::OrderId::new(intent.metadata.get("order_id")?.parse().ok()?);
+    let currency = domain::Currency::parse(&intent.currency).ok()?;
+    let charged = Money::new(intent.amount, currency).ok()?;
+    if !intent.charges(charged) {
+        return None;
+    }
+    let payment = ExpectedPayment {
+        order_id,
+        payment_intent_id: intent.id.clone(),
+        charged,
+        paid_at,
+    };
+    let mut decision = Decision::new(Outcome::Applied, "order paid".to_string());
+    decision.order_id = Some(order_id);
+    decision.payment_intent_id = Some(intent.id.clone());
+    decision.outbox.push(OutboxMessage {
+        topic: "order_paid".to_string(),
+        order_id,
+    });
+    Some((payment, decision))
 }
 
 impl WebhookService {

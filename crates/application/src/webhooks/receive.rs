@@ -1,6 +1,7 @@
-use domain::ports::{EventRecorded, WebhookEventRecord};
+use domain::ports::EventRecorded;
 use domain::RepositoryError;
 
+use super::decide::expected_payment;
 use super::{HandleWebhookError, Outcome, WebhookService};
 use tracing::field::Empty;
 
@@ -95,23 +96,18 @@ impl WebhookService {
         // finds a duplicate anyway, in the same write, so a first delivery
         // (nearly all of them) costs one read less. A duplicate is decided
         // again from the order as it is now, then written as nothing.
+        if !replay {
+            if let Some(outcome) = self.record_if_expected(event, &payload).await? {
+                return Ok(outcome);
+            }
+        }
         for _ in 0..MAX_ROUNDS {
             let mut decision = self.decide(event).await?;
             if let Some(order_id) = decision.order_id {
                 span.record("order_id", order_id.get());
             }
             let now = self.clock.now();
-            let record = WebhookEventRecord {
-                id: event.id.clone(),
-                kind: event.kind.clone(),
-                created: event.created,
-                received_at: now,
-                outcome: decision.outcome.as_str().to_string(),
-                detail: decision.detail.clone(),
-                order_id: decision.order_id,
-                payment_intent_id: decision.payment_intent_id.clone(),
-                payload: payload.clone(),
-            };
+            let record = decision.record(event, payload.clone(), now);
             let result = if replay {
                 self.events
                     .record_replay(&record, decision.order.as_mut(), &decision.outbox, now)
@@ -133,5 +129,34 @@ impl WebhookService {
             "event {} kept conflicting with concurrent changes",
             event.id
         )))
+    }
+
+    /// The common webhook in one write, without reading its order first
+    /// ([`expected_payment`]); `None` when it is not that case, or storage
+    /// found the order otherwise (nothing was written): then the event is
+    /// decided from the order as read, like any other.
+    async fn record_if_expected(
+        &self,
+        event: &ProviderEvent,
+        payload: &str,
+    ) -> Result<Option<Outcome>, UnexpectedError> {
+        let now = self.clock.now();
+        let Some((payment, decision)) = expected_payment(event, now) else {
+            return Ok(None);
+        };
+        let record = decision.record(event, payload.to_string(), now);
+        let recorded = self
+            .events
+            .record_expected_payment(&record, &payment, &decision.outbox, now)
+            .await?;
+        Ok(match recorded {
+            Some(EventRecorded::Recorded) => {
+                tracing::Span::current().record("order_id", payment.order_id.get());
+                tracing::info!(order_id = %payment.order_id, payment_intent = %payment.payment_intent_id, "order paid");
+                Some(decision.outcome)
+            }
+            Some(EventRecorded::Duplicate) => Some(Outcome::Duplicate),
+            None => None,
+        })
     }
 }

@@ -221,6 +221,186 @@ async fn a_succeeded_payment_pays_the_order_and_a_redelivery_changes_nothing() {
     assert_eq!(world.webhook_events.get("evt_1").unwrap(), record);
 }
 
+// ---------------------------------------------------------------- the expected payment
+
+/// The same event delivered to two worlds, one whose storage takes the
+/// expected-payment write and one that declines it: both end the same.
+#[tokio::test]
+async fn a_payment_the_order_awaits_is_recorded_in_one_write_as_if_read_first() {
+    let mut ends = Vec::new();
+    for takes_expected_payments in [true, false] {
+        let world = World::new();
+        if !takes_expected_payments {
+            world.webhook_events.decline_expected_payments();
+        }
+        let order = awaiting(&world, INTENT).await;
+        world.clock.advance(Duration::minutes(10));
+        let payload = intent_event(
+            &world,
+            "evt_1",
+            "payment_intent.succeeded",
+            succeeded(&order, INTENT),
+        );
+        assert_eq!(deliver(&world, &payload).await, Outcome::Applied);
+        assert_eq!(deliver(&world, &payload).await, Outcome::Duplicate);
+        let calls = (
+            world.webhook_events.expected_payment_calls(),
+            world.webhook_events.record_calls(),
+        );
+        // Taken: two expected-payment writes (the second a duplicate), no
+        // read-then-record. Declined: two records.
+        assert_eq!(
+            calls,
+            if takes_expected_payments {
+                (2, 0)
+            } else {
+                (0, 2)
+            }
+        );
+        ends.push((
+            stored(&world, &order),
+            world.webhook_events.get("evt_1").unwrap(),
+            world.webhook_events.outbox(),
+        ));
+    }
+    assert_eq!(ends[0], ends[1]);
+}
+
+/// Orders the write must not take: each is read and decided as before.
+#[tokio::test]
+async fn an_order_not_awaiting_exactly_this_payment_is_read_and_decided() {
+    let world = World::new();
+    let cancelled = order_where(&world, |o| {
+        o.begin_payment("pi_cancelled".to_string()).unwrap();
+        o.cancel(t0(), None).unwrap();
+    })
+    .await;
+    let pending = order_where(&world, |_| {}).await;
+    let replaced = awaiting(&world, "pi_newer").await;
+    let cases = [
+        (succeeded(&cancelled, "pi_cancelled"), Outcome::Review),
+        // Named by its metadata only: a creation never recorded.
+        (succeeded(&pending, "pi_unrecorded"), Outcome::Applied),
+        // An older intent of the order, named by its metadata.
+        (succeeded(&replaced, "pi_older"), Outcome::Applied),
+    ];
+    for (n, (intent, outcome)) in cases.into_iter().enumerate() {
+        let payload = intent_event(
+            &world,
+            &format!("evt_{n}"),
+            "payment_intent.succeeded",
+            intent,
+        );
+        assert_eq!(deliver(&world, &payload).await, outcome, "case {n}");
+        assert_eq!(world.webhook_events.expected_payment_calls(), n + 1);
+        assert_eq!(world.webhook_events.record_calls(), n + 1, "case {n}");
+    }
+    assert_eq!(stored(&world, &cancelled).status(), OrderStatus::Cancelled);
+    assert_eq!(stored(&world, &pending).status(), OrderStatus::Paid);
+    let paid = stored(&world, &replaced);
+    assert_eq!(paid.status(), OrderStatus::Paid);
+    assert_eq!(paid.state().payment_intent_id.as_deref(), Some("pi_older"));
+}
+
+/// Another writer changes the order just before the write: the write
+/// does not take it, and the event is decided on the order as it now is.
+#[tokio::test]
+async fn an_order_cancelled_just_before_the_write_is_decided_on_its_new_state() {
+    let world = World::new();
+    let order = awaiting(&world, INTENT).await;
+    let payload = intent_event(
+        &world,
+        "evt_1",
+        "payment_intent.succeeded",
+        succeeded(&order, INTENT),
+    );
+    world
+        .orders
+        .interfere_before_next_save(|o| o.cancel(t0(), None).unwrap());
+
+    assert_eq!(deliver(&world, &payload).await, Outcome::Review);
+    assert_eq!(stored(&world, &order).status(), OrderStatus::Cancelled);
+    assert_eq!(world.webhook_events.outbox(), vec![]);
+    assert_eq!(recorded_outcome(&world, "evt_1"), "review");
+}
+
+/// [`ExpectedPayment::is_expected_by`] is what storage tests before it
+/// writes `paid`, `paid_at` and a cleared payment error over the order,
+/// leaving everything else: for every order it admits, that must be
+/// exactly what [`settle_success`] decides. Every status, this intent or
+/// another or none, the total or not, with and without an earlier failure
+/// and attempts.
+#[test]
+fn expected_payments_settle_as_decided() {
+    use application::payments::{settle_success, SuccessOutcome};
+    use domain::ports::ExpectedPayment;
+    use domain::OrderState;
+
+    let template = {
+        let line = NewOrderLine {
+            product_id: ProductId::new(1),
+            product_name: "Sencha".into(),
+            unit_price: yen(5000),
+            quantity: Quantity::new(2).unwrap(),
+        };
+        NewOrder::price(UserId::new(1), vec![line], shipping_fee(), None).unwrap()
+    };
+    let paid_at = t0() + Duration::minutes(5);
+    let mut admitted = 0;
+    for status in [
+        OrderStatus::Pending,
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Refunded,
+        OrderStatus::Cancelled,
+    ] {
+        for current in [None, Some(INTENT), Some("pi_other")] {
+            for failure in [None, Some(declined())] {
+                for charged in [template.total, yen(9_999)] {
+                    let mut state = OrderState::new_pending(template.total.currency());
+                    state.status = status;
+                    state.payment_intent_id = current.map(str::to_string);
+                    state.payment_attempts = 2;
+                    state.last_payment_error = failure.clone();
+                    let order = Order::restore(
+                        domain::OrderId::new(7),
+                        domain::OrderNumber::new(t0().date_naive(), 1).unwrap(),
+                        t0(),
+                        template.clone(),
+                        state,
+                    )
+                    .at_version(3);
+                    let payment = ExpectedPayment {
+                        order_id: order.id,
+                        payment_intent_id: INTENT.to_string(),
+                        charged,
+                        paid_at,
+                    };
+                    if !payment.is_expected_by(&order) {
+                        continue;
+                    }
+                    admitted += 1;
+                    let mut intent = succeeded(&order, INTENT);
+                    intent.amount = charged.minor_units();
+                    let mut decided = order.clone();
+                    assert_eq!(
+                        settle_success(&mut decided, &intent, paid_at),
+                        SuccessOutcome::Paid,
+                        "{status:?} {current:?} {failure:?} {charged:?}"
+                    );
+                    let mut written = order.state().clone();
+                    written.status = OrderStatus::Paid;
+                    written.paid_at = Some(paid_at);
+                    written.last_payment_error = None;
+                    assert_eq!(decided.state(), &written);
+                }
+            }
+        }
+    }
+    // Awaiting this intent for the total, with and without a failure.
+    assert_eq!(admitted, 2);
+}
+
 #[tokio::test]
 async fn a_second_succeeded_event_for_a_paid_order_is_ignored() {
     let world = World::new();
@@ -975,6 +1155,9 @@ async fn a_lost_race_with_an_unrelated_write_is_applied_on_the_fresh_version() {
         "payment_intent.succeeded",
         succeeded(&order, INTENT),
     );
+    // The read-then-record path (the expected-payment write has its own
+    // race test below).
+    world.webhook_events.decline_expected_payments();
     world.orders.interfere_before_next_save(|_| {});
 
     assert_eq!(deliver(&world, &payload).await, Outcome::Applied);

@@ -37,6 +37,9 @@ pub struct SqlStore<DB: sqlx::Database> {
     pub(crate) inline: Option<inline_reads::InlineReads>,
     /// The group-commit writers' connections between batches (see [`kept`]).
     pub(crate) kept: Arc<kept::KeptConnections<DB>>,
+    /// PostgreSQL: webhooks paying the order that awaits them, without a
+    /// read first; `None` on SQLite, whose reads are in-process.
+    pub(crate) expected_payments: Option<writes::PaymentWriter>,
     /// PostgreSQL: webhooks' order look-ups, batched like the writes;
     /// `None` on SQLite, whose reads are in-process.
     pub(crate) order_lookups: Option<writes::OrderLookups>,

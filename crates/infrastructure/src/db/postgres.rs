@@ -15,13 +15,15 @@ use super::group_commit::BatchSink;
 use super::kept::KeptConnections;
 use super::rows::{LookupLineRow, ORDERS_BY_LOOKUP};
 use super::writes::{
-    EventWriter, OrderLookup, OrderLookups, OrderWriter, EVENTS, ORDER_LOOKUPS, ORDER_WRITES,
+    EventWriter, OrderLookup, OrderLookups, OrderWriter, PaymentWriter, EVENTS, EXPECTED_PAYMENTS,
+    ORDER_LOOKUPS, ORDER_WRITES,
 };
 use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
 
 mod event_statement;
+mod expected_payments;
 
 pub(super) async fn open(
     url: &SecretString,
@@ -50,8 +52,8 @@ pub(super) async fn open(
     let order_writers = order_writers(options);
     // At most half the pool waits on the writers' shelf: the other half
     // always serves reads and the other writes.
-    let shelf =
-        (EVENT_WRITERS + order_writers).min(pool.options().get_max_connections() as usize / 2);
+    let shelf = (EVENT_WRITERS + PAYMENT_WRITERS + order_writers)
+        .min(pool.options().get_max_connections() as usize / 2);
     let kept = Arc::new(KeptConnections::new(pool.clone(), shelf));
     Ok(SqlStore {
         events: EventWriter::spawn(
@@ -60,6 +62,11 @@ pub(super) async fn open(
             EVENTS,
         ),
         order_writes: OrderWriter::spawn(OrderBatches(kept.clone()), order_writers, ORDER_WRITES),
+        expected_payments: Some(PaymentWriter::spawn(
+            expected_payments::PaymentStatements(kept.clone()),
+            PAYMENT_WRITERS,
+            EXPECTED_PAYMENTS,
+        )),
         order_lookups: Some(OrderLookups::spawn(
             OrderLookupBatches(lookup_pool.clone().unwrap_or_else(|| pool.clone())),
             lookup_tasks(options),
@@ -208,6 +215,11 @@ impl BatchSink<OrderLookup, Option<Order>> for OrderLookupBatches {
 /// (its pool of events ran out); five 3,409 / 5,788. When a batch was five
 /// round trips, several writers had paid: one left PostgreSQL waiting.
 const EVENT_WRITERS: usize = 1;
+
+/// Group-commit tasks for expected payments (`expected_payments`): one,
+/// for the same reason. In a burst nearly every webhook goes this way, and
+/// the event writer above takes what it leaves.
+const PAYMENT_WRITERS: usize = 1;
 
 /// Group-commit tasks for payment leases and intents: a batch there is a
 /// transaction of several round trips, so two keep PostgreSQL busy while

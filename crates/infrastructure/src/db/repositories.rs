@@ -1009,6 +1009,28 @@ macro_rules! sql_repositories {
             ) -> RepoResult<()> {
                 self.record_replayed_event(event, order, outbox, now).await
             }
+
+            async fn record_expected_payment(
+                &self,
+                event: &WebhookEventRecord,
+                payment: &domain::ports::ExpectedPayment,
+                outbox: &[OutboxMessage],
+                now: DateTime<Utc>,
+            ) -> RepoResult<Option<EventRecorded>> {
+                // SQLite reads the order in-process, for next to nothing:
+                // it declines, and the caller reads first.
+                let Some(writer) = &self.expected_payments else {
+                    return Ok(None);
+                };
+                writer
+                    .write($crate::db::writes::PaymentWrite {
+                        event: event.clone(),
+                        payment: payment.clone(),
+                        outbox: outbox.to_vec(),
+                        now,
+                    })
+                    .await
+            }
         }
 
         #[async_trait]

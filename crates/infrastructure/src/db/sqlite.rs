@@ -56,6 +56,7 @@ pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlS
         order_writes,
         inline,
         kept,
+        expected_payments: None,
         order_lookups: None,
         lookup_pool: None,
     })

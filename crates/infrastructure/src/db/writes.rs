@@ -2,7 +2,7 @@
 //! as the repository hands them to the backends' batch sinks.
 
 use chrono::{DateTime, Utc};
-use domain::ports::{EventRecorded, OutboxMessage, WebhookEventRecord};
+use domain::ports::{EventRecorded, ExpectedPayment, OutboxMessage, WebhookEventRecord};
 use domain::{Order, OrderId};
 
 use super::group_commit::{Batched, GroupCommit, WriteKind};
@@ -29,6 +29,30 @@ pub(crate) type EventWriter = GroupCommit<EventWrite, EventRecorded>;
 pub(crate) const EVENTS: WriteKind = WriteKind {
     what: "webhook events",
     metric: "kessai_webhook_commit_batch_size",
+};
+
+/// A webhook event paying its order, written only if the order is as the
+/// payment expects (PostgreSQL: `postgres/expected_payments.rs`).
+pub(crate) struct PaymentWrite {
+    pub event: WebhookEventRecord,
+    pub payment: ExpectedPayment,
+    pub outbox: Vec<OutboxMessage>,
+    pub now: DateTime<Utc>,
+}
+
+impl Batched for PaymentWrite {
+    fn order_key(&self) -> Option<i64> {
+        Some(self.payment.order_id.get())
+    }
+}
+
+/// Expected payments: `None` when nothing was written (the caller reads
+/// the order and decides).
+pub(crate) type PaymentWriter = GroupCommit<PaymentWrite, Option<EventRecorded>>;
+
+pub(crate) const EXPECTED_PAYMENTS: WriteKind = WriteKind {
+    what: "expected payments",
+    metric: "kessai_expected_payment_batch_size",
 };
 
 /// The two writes around creating a PaymentIntent: a burst of checkouts

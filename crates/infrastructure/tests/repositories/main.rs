@@ -59,6 +59,7 @@ macro_rules! backend_tests {
 }
 
 mod concurrency;
+mod expected_payments;
 mod orders;
 mod outbox;
 mod products;

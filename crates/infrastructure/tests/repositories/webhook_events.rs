@@ -25,7 +25,7 @@ backend_tests! {
     ],
 }
 
-fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
+pub(crate) fn event(id: &str, order: Option<&Order>) -> WebhookEventRecord {
     WebhookEventRecord {
         id: id.to_string(),
         kind: "payment_intent.succeeded".into(),
@@ -68,7 +68,7 @@ fn paying(id: &str, order: &Order) -> Write {
     (event(id, Some(order)), Some(paid), vec![message])
 }
 
-fn paid_message(order: &Order) -> OutboxMessage {
+pub(crate) fn paid_message(order: &Order) -> OutboxMessage {
     OutboxMessage {
         topic: "order_paid".into(),
         order_id: order.id,
@@ -76,7 +76,7 @@ fn paid_message(order: &Order) -> OutboxMessage {
 }
 
 /// `count` orders awaiting payment, each with its own PaymentIntent.
-async fn awaiting_orders(h: &Harness, count: usize) -> Vec<Order> {
+pub(crate) async fn awaiting_orders(h: &Harness, count: usize) -> Vec<Order> {
     let user = h.user("events@example.jp").await;
     let products = h.catalog(TEA_CATALOG).await;
     let mut orders = Vec::new();
@@ -140,7 +140,7 @@ async fn record_across(
     results
 }
 
-async fn pending_outbox(h: &Harness) -> i64 {
+pub(crate) async fn pending_outbox(h: &Harness) -> i64 {
     h.repos.outbox.backlog(100).await.unwrap().pending
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::ports::{
-    EventRecorded, OrderRepository, OutboxMessage, ProductRepository, RepoResult,
+    EventRecorded, ExpectedPayment, OrderRepository, OutboxMessage, ProductRepository, RepoResult,
     SessionRepository, UserRepository, WebhookEventRecord, WebhookEventRepository,
 };
 use domain::{
@@ -533,6 +533,10 @@ pub struct InMemoryWebhookEvents {
     events: Mutex<HashMap<String, WebhookEventRecord>>,
     outbox: Mutex<Vec<OutboxMessage>>,
     record_calls: AtomicUsize,
+    expected_payment_calls: AtomicUsize,
+    /// Whether `record_expected_payment` writes (as PostgreSQL's adapter)
+    /// or declines every call (as SQLite's).
+    takes_expected_payments: AtomicBool,
     pub failing: FailSwitch,
 }
 
@@ -543,8 +547,16 @@ impl InMemoryWebhookEvents {
             events: Mutex::default(),
             outbox: Mutex::default(),
             record_calls: AtomicUsize::new(0),
+            expected_payment_calls: AtomicUsize::new(0),
+            takes_expected_payments: AtomicBool::new(true),
             failing: FailSwitch::default(),
         }
+    }
+
+    /// From now on `record_expected_payment` declines, as an adapter
+    /// without that write does: every event is read, then decided.
+    pub fn decline_expected_payments(&self) {
+        self.takes_expected_payments.store(false, Ordering::SeqCst);
     }
 
     pub fn get(&self, id: &str) -> Option<WebhookEventRecord> {
@@ -568,6 +580,11 @@ impl InMemoryWebhookEvents {
     /// Calls of `record` and `record_replay`, including refused ones.
     pub fn record_calls(&self) -> usize {
         self.record_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `record_expected_payment` it did not decline.
+    pub fn expected_payment_calls(&self) -> usize {
+        self.expected_payment_calls.load(Ordering::SeqCst)
     }
 
     fn write(
@@ -629,5 +646,46 @@ impl WebhookEventRepository for InMemoryWebhookEvents {
         _now: DateTime<Utc>,
     ) -> RepoResult<()> {
         self.write(event, order, outbox, true).map(|_| ())
+    }
+
+    async fn record_expected_payment(
+        &self,
+        event: &WebhookEventRecord,
+        payment: &ExpectedPayment,
+        outbox: &[OutboxMessage],
+        _now: DateTime<Utc>,
+    ) -> RepoResult<Option<EventRecorded>> {
+        self.failing.check()?;
+        self.orders.failing.check()?;
+        if !self.takes_expected_payments.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.expected_payment_calls.fetch_add(1, Ordering::SeqCst);
+        let mut events = lock(&self.events);
+        if events.contains_key(&event.id) {
+            return Ok(Some(EventRecorded::Duplicate));
+        }
+        // Storage tests the expectation on the order as stored, not on a
+        // copy read before.
+        let Some(mut order) = self
+            .orders
+            .get(payment.order_id)
+            .filter(|order| payment.is_expected_by(order))
+        else {
+            return Ok(None);
+        };
+        order
+            .mark_paid(payment.paid_at)
+            .map_err(RepositoryError::unexpected)?;
+        match self.orders.write_checked(&mut order) {
+            Ok(()) => {}
+            // Another writer got there first (`interfere_before_next_save`):
+            // in storage the expectation would not hold any more.
+            Err(RepositoryError::Conflict) => return Ok(None),
+            Err(other) => return Err(other),
+        }
+        events.insert(event.id.clone(), event.clone());
+        lock(&self.outbox).extend_from_slice(outbox);
+        Ok(Some(EventRecorded::Recorded))
     }
 }

@@ -474,6 +474,17 @@ pass() { # backend standin stripe-base full(1: all scenarios, 0: intent only)
     if [[ $standin == nginx ]]; then
         nginx_amount "$amount"
     fi
+    if ((full)) && has "$scenarios" webhook; then
+        # A payment's webhook follows its checkout: each order of the
+        # webhook pools first gets its PaymentIntent through the API, and
+        # its event then names that intent.
+        local pool
+        for pool in webhook16 webhook64; do
+            log "PaymentIntents for the $pool pool, through the API"
+            "$bench" warm --base "http://127.0.0.1:$kessai_port" --file "$data/pool-$pool.tsv" \
+                --concurrency 16 --intents-out "$data/intents-$pool.tsv" >&2
+        done
+    fi
     # The scenarios get a process of their own (same database; the tokens
     # stay valid: AUTH_SECRET is fixed): its RSS is then what the scenarios
     # cost, not what the registrations' argon2 hashing left behind.
@@ -496,7 +507,8 @@ pass() { # backend standin stripe-base full(1: all scenarios, 0: intent only)
         for conns in 16 64; do
             tag=${backend:0:1}$conns
             "$bench" sign-webhooks --secret "$webhook_secret" --pool "$data/pool-webhook$conns.tsv" \
-                --amount "$amount" --tag "$tag" --out "$data/events-$conns.tsv" >/dev/null
+                --intents "$data/intents-webhook$conns.tsv" --amount "$amount" --tag "$tag" \
+                --out "$data/events-$conns.tsv" >/dev/null
             scenario "$backend" "$standin" webhook webhook "$data/events-$conns.tsv" "$conns" "$tag"
             "$bench" check-webhooks --db "$kessai_db" --tag "$tag" --records "$records" \
                 --label "backend=$backend" --label "standin=$standin" >/dev/null

@@ -45,7 +45,6 @@ struct Counts {
 macro_rules! counts {
     ($pool:expr, $tag:expr) => {{
         let event_prefix = format!("evt_bench_{}_", $tag);
-        let intent_prefix = format!("pi_bench{}x", $tag);
         let by_outcome: Vec<(String, i64)> = sqlx::query_as(
             "SELECT outcome, COUNT(*) FROM webhook_events \
              WHERE substr(id, 1, $2) = $1 GROUP BY outcome ORDER BY outcome",
@@ -62,12 +61,14 @@ macro_rules! counts {
         .bind(event_prefix.len() as i32)
         .fetch_one($pool)
         .await?;
+        // Paid by them: through the intent the applied event names.
         let paid_orders: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM orders \
-             WHERE substr(payment_intent_id, 1, $2) = $1 AND status = 'paid'",
+            "SELECT COUNT(*) FROM orders o JOIN webhook_events e \
+             ON e.order_id = o.id AND e.payment_intent_id = o.payment_intent_id \
+             WHERE substr(e.id, 1, $2) = $1 AND e.outcome = 'applied' AND o.status = 'paid'",
         )
-        .bind(&intent_prefix)
-        .bind(intent_prefix.len() as i32)
+        .bind(&event_prefix)
+        .bind(event_prefix.len() as i32)
         .fetch_one($pool)
         .await?;
         Counts {

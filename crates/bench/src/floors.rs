@@ -125,7 +125,7 @@ fn finish(
 pub async fn db(args: DbArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration);
     let payload_bytes = args.payload_bytes.unwrap_or_else(|| {
-        crate::webhooks::event_payload("floor", 1_000_000, 1100, "jpy", 1_700_000_000)
+        crate::webhooks::event_payload("floor", 1_000_000, None, 1100, "jpy", 1_700_000_000)
             .to_string()
             .len()
     });

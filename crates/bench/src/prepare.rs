@@ -63,6 +63,10 @@ pub struct WarmArgs {
     file: PathBuf,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Also write `order_id<TAB>payment_intent_id` lines, one per order, in
+    /// the file's order (for `sign-webhooks --intents`).
+    #[arg(long)]
+    intents_out: Option<PathBuf>,
     #[arg(long)]
     record: Option<PathBuf>,
     #[arg(long = "label")]
@@ -382,23 +386,40 @@ pub async fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let http = http_client(args.concurrency)?;
     let started = Instant::now();
     let n = pairs.len();
-    parallel(n, args.concurrency, move |i| {
-        let http = http.clone();
-        let base = base.clone();
+    let intents = parallel(n, args.concurrency, {
         let pairs = pairs.clone();
-        async move {
-            let (token, order_id) = pairs.get(i).ok_or_else(|| anyhow::anyhow!("no pair {i}"))?;
-            let response = http
-                .post(format!("{base}/api/payments/intent"))
-                .bearer_auth(token)
-                .json(&json!({ "order_id": order_id }))
-                .send()
-                .await?;
-            expect_json(response, "payment intent").await.map(|_| ())
+        move |i| {
+            let http = http.clone();
+            let base = base.clone();
+            let pairs = pairs.clone();
+            async move {
+                let (token, order_id) =
+                    pairs.get(i).ok_or_else(|| anyhow::anyhow!("no pair {i}"))?;
+                let response = http
+                    .post(format!("{base}/api/payments/intent"))
+                    .bearer_auth(token)
+                    .json(&json!({ "order_id": order_id }))
+                    .send()
+                    .await?;
+                let body = expect_json(response, "payment intent").await?;
+                body["payment_intent_id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow::anyhow!("no payment_intent_id in {body}"))
+            }
         }
     })
     .await?;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.intents_out {
+        write_lines(
+            path,
+            pairs
+                .iter()
+                .zip(&intents)
+                .map(|((_, order_id), intent)| format!("{order_id}\t{intent}")),
+        )?;
+    }
     let summary = json!({
         "type": "warm",
         "requests": n,

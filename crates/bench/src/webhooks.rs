@@ -25,6 +25,12 @@ pub struct SignArgs {
     /// `token<TAB>order_id` lines (from `prepare --pool`).
     #[arg(long)]
     pool: PathBuf,
+    /// `order_id<TAB>payment_intent_id` lines (`warm --intents-out`): the
+    /// PaymentIntent each order awaits payment through. Without it, each
+    /// event names an intent the order never recorded (`pi_bench…`), found
+    /// through its `metadata.order_id`, as after a crash.
+    #[arg(long)]
+    intents: Option<PathBuf>,
     /// The orders' total, in minor units.
     #[arg(long)]
     amount: i64,
@@ -43,11 +49,12 @@ pub struct SignArgs {
 pub fn event_payload(
     tag: &str,
     order_id: i64,
+    intent: Option<&str>,
     amount: i64,
     currency: &str,
     now: i64,
 ) -> serde_json::Value {
-    let intent = format!("pi_bench{tag}x{order_id}");
+    let intent = intent.map_or_else(|| format!("pi_bench{tag}x{order_id}"), str::to_string);
     json!({
         "id": format!("evt_bench_{tag}_{order_id}"),
         "object": "event",
@@ -116,10 +123,40 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         std::fs::File::create(&args.out)
             .with_context(|| format!("cannot create {}", args.out.display()))?,
     );
+    let intents: std::collections::HashMap<i64, String> = match &args.intents {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let (order, intent) = line
+                    .split_once('\t')
+                    .ok_or_else(|| anyhow::anyhow!("not order_id<TAB>intent: {line}"))?;
+                Ok((order.parse()?, intent.to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => Default::default(),
+    };
     let mut bytes = 0usize;
     for (_, order_id) in &pairs {
-        let payload =
-            event_payload(&args.tag, *order_id, args.amount, &args.currency, now).to_string();
+        let intent = match &args.intents {
+            Some(_) => Some(
+                intents
+                    .get(order_id)
+                    .map(String::as_str)
+                    .ok_or_else(|| anyhow::anyhow!("no PaymentIntent for order {order_id}"))?,
+            ),
+            None => None,
+        };
+        let payload = event_payload(
+            &args.tag,
+            *order_id,
+            intent,
+            args.amount,
+            &args.currency,
+            now,
+        )
+        .to_string();
         bytes += payload.len();
         writeln!(
             out,

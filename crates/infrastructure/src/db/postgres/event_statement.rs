@@ -190,6 +190,24 @@ async fn write_in_one_statement(
         .collect())
 }
 
+/// The part of a batch statement that queues the outbox messages of the
+/// events it inserted: `messages` rows of [`MESSAGE_COLUMNS`] parameters
+/// (event id, topic, order id, created at) from `$first`, after a CTE
+/// `inserted` that returns the inserted events' `id`. Empty without
+/// messages.
+pub(super) fn queue_messages(first: usize, messages: usize) -> String {
+    if messages == 0 {
+        return String::new();
+    }
+    format!(
+        ", m (event_id, topic, order_id, created_at) AS (VALUES {}), \
+         queued AS (INSERT INTO outbox (topic, order_id, created_at) \
+         SELECT m.topic, m.order_id, m.created_at FROM m \
+         WHERE m.event_id IN (SELECT id FROM inserted))",
+        value_rows_from(first, messages, MESSAGE_COLUMNS)
+    )
+}
+
 /// The statement for `events` first copies and `messages` outbox messages.
 /// `v` holds, per event, its position in the batch, its nine columns and
 /// the order state to save (all NULL without one); `m` the messages.
@@ -211,15 +229,7 @@ fn statement(events: usize, messages: usize) -> String {
          ORDER BY event_id ON CONFLICT (id) DO NOTHING RETURNING id)",
         value_rows(events, EVENT_COLUMNS)
     );
-    if messages > 0 {
-        sql.push_str(&format!(
-            ", m (event_id, topic, order_id, created_at) AS (VALUES {}), \
-             queued AS (INSERT INTO outbox (topic, order_id, created_at) \
-             SELECT m.topic, m.order_id, m.created_at FROM m \
-             WHERE m.event_id IN (SELECT id FROM inserted))",
-            value_rows_from(1 + events * EVENT_COLUMNS, messages, MESSAGE_COLUMNS)
-        ));
-    }
+    sql.push_str(&queue_messages(1 + events * EVENT_COLUMNS, messages));
     // `settled` divides by zero, aborting the statement, when an event
     // with an order to save did not both save it and get recorded.
     sql.push_str(

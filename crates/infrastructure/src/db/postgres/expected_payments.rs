@@ -27,12 +27,13 @@ use sqlx::Postgres;
 use crate::db::group_commit::BatchSink;
 use crate::db::kept::KeptConnections;
 use crate::db::repositories::bind_event;
-use crate::db::rows::{value_rows, value_rows_from};
+use crate::db::rows::value_rows;
+
+use super::event_statement::queue_messages;
 use crate::db::writes::PaymentWrite;
 
-/// Parameters per event (see [`statement`]) and per outbox message.
+/// Parameters per event (see [`statement`]), after its position.
 const PAYMENT_COLUMNS: usize = 15;
-const MESSAGE_COLUMNS: usize = 4;
 
 /// The expected-payment writer's database on PostgreSQL.
 pub(crate) struct PaymentStatements(pub(crate) Arc<KeptConnections<Postgres>>);
@@ -161,19 +162,10 @@ fn statement(payments: usize, messages: usize) -> String {
          ORDER BY event_id ON CONFLICT (id) DO NOTHING RETURNING id)",
         value_rows(payments, 1 + PAYMENT_COLUMNS)
     );
-    if messages > 0 {
-        sql.push_str(&format!(
-            ", m (event_id, topic, order_id, created_at) AS (VALUES {}), \
-             queued AS (INSERT INTO outbox (topic, order_id, created_at) \
-             SELECT m.topic, m.order_id, m.created_at FROM m \
-             WHERE m.event_id IN (SELECT id FROM inserted))",
-            value_rows_from(
-                1 + payments * (1 + PAYMENT_COLUMNS),
-                messages,
-                MESSAGE_COLUMNS
-            )
-        ));
-    }
+    sql.push_str(&queue_messages(
+        1 + payments * (1 + PAYMENT_COLUMNS),
+        messages,
+    ));
     // Per event: recorded now; known before the statement (its snapshot);
     // and a division by zero, aborting everything, for an order paid
     // whose event another batch recorded meanwhile.

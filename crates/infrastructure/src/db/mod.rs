@@ -143,6 +143,17 @@ impl Database {
         postgres::lookup_plans(store.lookup_pool.as_ref()?).await
     }
 
+    /// PostgreSQL: the plan of the outbox claim as a prepared statement
+    /// plans it once it stops planning per call (`EXPLAIN` of its generic
+    /// plan; for tests). `None` on SQLite.
+    #[doc(hidden)]
+    pub async fn outbox_claim_plan(&self) -> Option<String> {
+        let Self::Postgres(store) = self else {
+            return None;
+        };
+        postgres::claim_plan(&store.reader).await.ok()
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",

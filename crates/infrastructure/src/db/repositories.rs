@@ -1047,16 +1047,8 @@ macro_rules! sql_repositories {
                 // waits for the first and then re-checks it on the updated
                 // row, so it skips them instead of claiming them twice.
                 // (SQLite has one writer, so claims never overlap there.)
-                let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                    "UPDATE outbox SET claimed_until_ms = $1 \
-                     WHERE id IN (SELECT id FROM outbox WHERE dispatched_at IS NULL \
-                         AND attempts < $2 \
-                         AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
-                         ORDER BY id LIMIT $4) \
-                     AND dispatched_at IS NULL \
-                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $5) \
-                     RETURNING id, topic, order_id, attempts",
-                )
+                // `CLAIM_OUTBOX` is the backend's (sqlite.rs, postgres.rs).
+                let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(CLAIM_OUTBOX)
                 .bind(until.timestamp_millis())
                 .bind(max_attempts)
                 .bind(now.timestamp_millis())

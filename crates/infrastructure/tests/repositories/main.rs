@@ -144,6 +144,19 @@ impl Harness {
         }
     }
 
+    /// PostgreSQL: runs `statements` behind the ports' back, one by one.
+    pub async fn raw_sql(&self, statements: &[&str]) {
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&self.raw_url)
+            .await
+            .unwrap();
+        for statement in statements {
+            sqlx::Executor::execute(&mut connection, *statement)
+                .await
+                .unwrap();
+        }
+        sqlx::Connection::close(connection).await.ok();
+    }
+
     /// PostgreSQL: how many other connections the server holds open to
     /// this test's database (`None` on SQLite, which has no server).
     pub async fn other_server_connections(&self) -> Option<i64> {

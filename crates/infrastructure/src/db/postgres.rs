@@ -252,10 +252,15 @@ impl BatchSink<OrderLookup, Option<Order>> for OrderLookupBatches {
 /// round trips, several writers had paid: one left PostgreSQL waiting.
 const EVENT_WRITERS: usize = 1;
 
-/// Group-commit tasks for expected payments (`expected_payments`): one,
-/// for the same reason. In a burst nearly every webhook goes this way, and
-/// the event writer above takes what it leaves.
-const PAYMENT_WRITERS: usize = 1;
+/// Group-commit tasks for expected payments (`expected_payments`): two.
+/// In a burst nearly every webhook goes this way (the event writer above
+/// takes what it leaves), and without a look-up in front a webhook waits
+/// on little but these statements' commits: with one writer a batch
+/// waited for the whole statement before it, with two the next one is on
+/// its way while the last one's commit is flushed. Measured (5 s runs,
+/// 16 connections): one writer 3,519 webhooks/s (52 % of the database
+/// floor), two 5,286 (74 %).
+const PAYMENT_WRITERS: usize = 2;
 
 /// Group-commit tasks for payment leases and intents: a batch there is a
 /// transaction of several round trips, so two keep PostgreSQL busy while

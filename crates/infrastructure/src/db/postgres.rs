@@ -22,22 +22,14 @@ use super::PoolOptions;
 
 super::repositories::sql_repositories!(Postgres);
 
-/// `OutboxRepository::claim_pending` (`$1` claimed until, `$2` max attempts,
-/// `$3` and `$5` now, `$4` how many). The ids come from an `ARRAY(…)`,
-/// which PostgreSQL computes once, up front, by the pending index in id
-/// order; the rows are then found by id. With `id IN (SELECT …)` instead,
-/// the generic plan of the prepared statement was a hash semi-join over a
-/// sequential scan of the whole table: every claim read every message
-/// ever sent (25 ms for 210,000 rows here, against 3 ms), and in a burst
-/// of webhooks the claims kept a backend busy all the time.
-const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until_ms = $1 \
-     WHERE id = ANY (ARRAY(SELECT id FROM outbox WHERE dispatched_at IS NULL \
-         AND attempts < $2 \
-         AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
-         ORDER BY id LIMIT $4)) \
-     AND dispatched_at IS NULL \
-     AND (claimed_until_ms IS NULL OR claimed_until_ms < $5) \
-     RETURNING id, topic, order_id, attempts";
+/// The outbox claim. The ids come from an `ARRAY(…)`, which PostgreSQL
+/// computes once, up front, by the pending index in id order; the rows are
+/// then found by id. With `id IN (SELECT …)` instead, the generic plan of
+/// the prepared statement was a hash semi-join over a sequential scan of
+/// the whole table: every claim read every message ever sent (25 ms for
+/// 210,000 rows here, against 3 ms), and in a burst of webhooks the claims
+/// kept a backend busy all the time.
+const CLAIM_OUTBOX: &str = super::repositories::claim_outbox!("= ANY (ARRAY(", "))");
 
 mod event_statement;
 mod expected_payments;
@@ -154,8 +146,8 @@ fn lookup_connections(options: PoolOptions) -> u32 {
     }
 }
 
-/// `(generic, custom)` plans of the look-up over `pool`'s
-/// connections (see [`super::Database::order_lookup_plans`]).
+/// `EXPLAIN` of the outbox claim's generic plan (see
+/// [`super::Database::outbox_claim_plan`]).
 pub(super) async fn claim_plan(pool: &sqlx::PgPool) -> Result<String, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
@@ -175,6 +167,8 @@ pub(super) async fn claim_plan(pool: &sqlx::PgPool) -> Result<String, sqlx::Erro
     Ok(lines.join("\n"))
 }
 
+/// `(generic, custom)` plans of the look-up over `pool`'s
+/// connections (see [`super::Database::order_lookup_plans`]).
 pub(super) async fn lookup_plans(pool: &sqlx::PgPool) -> Option<(i64, i64)> {
     // Every open connection, once it is back in the pool: sqlx pings a
     // connection on its way back, and asking for one meanwhile would open

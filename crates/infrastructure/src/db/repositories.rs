@@ -25,6 +25,28 @@ macro_rules! bind_event {
 
 pub(crate) use bind_event;
 
+/// `OutboxRepository::claim_pending`'s statement (`$1` claimed until, `$2`
+/// max attempts, `$3` and `$5` now, `$4` how many). The backends differ
+/// only in how the rows are matched to the ids of the first pending
+/// messages: `$open` and `$close` go around that subquery (see
+/// `CLAIM_OUTBOX` in sqlite.rs and postgres.rs).
+macro_rules! claim_outbox {
+    ($open:literal, $close:literal) => {
+        concat!(
+            "UPDATE outbox SET claimed_until_ms = $1 WHERE id ",
+            $open,
+            "SELECT id FROM outbox WHERE dispatched_at IS NULL AND attempts < $2 \
+             AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) ORDER BY id LIMIT $4",
+            $close,
+            " AND dispatched_at IS NULL \
+             AND (claimed_until_ms IS NULL OR claimed_until_ms < $5) \
+             RETURNING id, topic, order_id, attempts"
+        )
+    };
+}
+
+pub(crate) use claim_outbox;
+
 /// Implements every repository port for `SqlStore<$db>`.
 macro_rules! sql_repositories {
     ($db:ty) => {

@@ -17,16 +17,9 @@ use super::PoolOptions;
 
 super::repositories::sql_repositories!(Sqlite);
 
-/// `OutboxRepository::claim_pending` (see postgres.rs; SQLite has no
-/// arrays, and plans the subquery by the pending index).
-const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until_ms = $1 \
-     WHERE id IN (SELECT id FROM outbox WHERE dispatched_at IS NULL \
-         AND attempts < $2 \
-         AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
-         ORDER BY id LIMIT $4) \
-     AND dispatched_at IS NULL \
-     AND (claimed_until_ms IS NULL OR claimed_until_ms < $5) \
-     RETURNING id, topic, order_id, attempts";
+/// The outbox claim (see postgres.rs): SQLite has no arrays, and finds
+/// the rows by rowid.
+const CLAIM_OUTBOX: &str = super::repositories::claim_outbox!("IN (", ")");
 
 pub(super) async fn open(url: &str, options: PoolOptions) -> anyhow::Result<SqlStore<Sqlite>> {
     let base = SqliteConnectOptions::from_str(url)
